@@ -1,0 +1,161 @@
+"""Filter parameterisations: learnable parameters -> a kernel ``(D, L)`` for a requested length.
+
+Both filters follow the lag convention of :mod:`specmix.functional`: a causal kernel for
+length N has ``L = N`` taps (lags 0..N-1); a bidirectional one has ``L = 2N - 1`` taps,
+centred (lags -(N-1)..N-1). Taps beyond these can never reach an output of a length-N
+sequence, so they are not produced.
+
+Legend: D channels, N sequence length, F frequency bins.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["FrequencyFilter", "ImplicitFilter", "decaying_kernel"]
+
+
+def _check_seq_len(seq_len: int, name: str = "seq_len") -> int:
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {seq_len!r}")
+    return seq_len
+
+
+def decaying_kernel(d_model: int, n_taps: int, *, generator: torch.Generator | None = None,
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Random initial kernel ``(D, n_taps)``: Gaussian taps under an exponential decay.
+
+    Channel c decays with a time constant log-spaced from 1 to ``n_taps`` so that some
+    channels mix locally and others globally; each channel has unit energy, so the
+    convolution roughly preserves the input's variance.
+    """
+    taus = torch.logspace(0, math.log10(max(n_taps, 2)), d_model, dtype=torch.float64)
+    lags = torch.arange(n_taps, dtype=torch.float64)
+    envelope = torch.exp(-lags[None, :] / taus[:, None])            # (D, L)
+    taps = torch.randn(d_model, n_taps, generator=generator, dtype=torch.float64) * envelope
+    taps = taps / taps.norm(dim=1, keepdim=True)
+    return taps.to(dtype)
+
+
+class FrequencyFilter(nn.Module):
+    """The note's learned frequency-domain filter, projected onto exact (causal) kernels.
+
+    The parameter ``response`` is a complex frequency response per channel, stored as
+    real pairs ``(D, F, 2)`` on the DFT grid of length ``n_grid``: ``max_len`` when causal,
+    ``2 * max_len - 1`` when bidirectional. Its inverse real FFT is a circular kernel;
+    :meth:`kernel` reads position m of it as lag m (and, bidirectional, position
+    ``n_grid - m`` as lag -m), which is the projection onto kernels of the right support:
+    a causal filter has no anti-causal tail at all. The kernel is then applied as a
+    *linear* convolution (zero-padded FFT), never circularly, so it is exact at every
+    ``N <= max_len``.
+
+    ``N > max_len`` is not supported and raises ``ValueError``: the filter has no taps for
+    lags of ``max_len`` or more, and silently truncating a global filter would change
+    what a trained model computes. Use :class:`ImplicitFilter` for length-free kernels.
+
+    Args:
+        d_model: channels D.
+        max_len: longest supported sequence.
+        causal: causal (lags >= 0) or bidirectional centred kernel.
+
+    Shape:
+        ``kernel(N)`` -> ``(D, N)`` causal, ``(D, 2N - 1)`` bidirectional.
+    """
+
+    def __init__(self, d_model: int, max_len: int, *, causal: bool = True,
+                 device=None, dtype=None) -> None:
+        super().__init__()
+        self.d_model, self.max_len, self.causal = d_model, _check_seq_len(max_len, "max_len"), causal
+        self.n_grid = max_len if causal else 2 * max_len - 1
+        n_freq = self.n_grid // 2 + 1
+        self.response = nn.Parameter(torch.empty(d_model, n_freq, 2, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        taps = decaying_kernel(self.d_model, self.max_len)               # (D, max_len) lags >= 0
+        if not self.causal:   # symmetric start: the same taps for look-back and look-ahead
+            taps = torch.cat([taps, taps[:, 1:].flip(-1)], dim=-1)       # (D, n_grid) circular
+        resp = torch.fft.rfft(taps, n=self.n_grid)                       # (D, F) complex
+        self.response.copy_(torch.view_as_real(resp))
+
+    def kernel(self, seq_len: int) -> torch.Tensor:
+        _check_seq_len(seq_len)
+        if seq_len > self.max_len:
+            raise ValueError(f"sequence length N={seq_len} exceeds max_len={self.max_len} of "
+                             "FrequencyFilter; build the layer with a larger max_len or use "
+                             "filter='implicit'")
+        resp = self.response
+        if resp.dtype not in (torch.float32, torch.float64):   # FFTs never run in half precision
+            resp = resp.float()
+        resp = torch.view_as_complex(resp.contiguous())                  # (D, F) complex
+        circ = torch.fft.irfft(resp, n=self.n_grid)                      # (D, n_grid) lag m at m
+        if self.causal:
+            return circ[:, :seq_len]                                     # (D, N) lags 0..N-1
+        ahead = circ[:, self.n_grid - (seq_len - 1):]                    # lags -(N-1)..-1
+        return torch.cat([ahead, circ[:, :seq_len]], dim=-1)             # (D, 2N-1) centred
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, max_len={self.max_len}, causal={self.causal}"
+
+
+class ImplicitFilter(nn.Module):
+    """A length-free kernel: a small MLP over positional features, times a learned decay.
+
+    ``k[c, t] = MLP(phi(t))[c] * exp(-rate_c * |t|) * sqrt(1 - exp(-2 rate_c))`` where ``phi(t)`` holds sines and
+    cosines of the lag ``t`` at fixed, geometrically spaced periods (2 .. 2 * ``decay_len``).
+    Nothing depends on the requested length, so a kernel for any N (also longer than in
+    training) is the prefix of the kernel for a longer N.
+
+    Args:
+        d_model: channels D.
+        causal: causal or bidirectional centred kernel.
+        d_hidden: MLP width.
+        n_features: number of sine/cosine periods.
+        decay_len: sets the initial decay time constants (log-spaced 1 .. decay_len) and
+            the longest feature period; not a length limit.
+
+    Shape:
+        ``kernel(N)`` -> ``(D, N)`` causal, ``(D, 2N - 1)`` bidirectional.
+    """
+
+    def __init__(self, d_model: int, *, causal: bool = True, d_hidden: int = 32,
+                 n_features: int = 8, decay_len: int = 1024, device=None, dtype=None) -> None:
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.d_model, self.causal, self.decay_len = d_model, causal, decay_len
+        periods = torch.logspace(math.log10(2.0), math.log10(2.0 * decay_len), n_features)
+        self.register_buffer("omega", (2 * math.pi / periods).to(device=device, dtype=dtype))
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * n_features, d_hidden, **factory), nn.GELU(),
+            nn.Linear(d_hidden, d_hidden, **factory), nn.GELU(),
+            nn.Linear(d_hidden, d_model, **factory),
+        )
+        self.log_rate = nn.Parameter(torch.empty(d_model, **factory))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        for layer in self.mlp:
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+        taus = torch.logspace(0, math.log10(max(self.decay_len, 2)), self.d_model)
+        self.log_rate.copy_(-torch.log(taus))
+
+    def kernel(self, seq_len: int) -> torch.Tensor:
+        _check_seq_len(seq_len)
+        first = 0 if self.causal else -(seq_len - 1)
+        lags = torch.arange(first, seq_len, device=self.omega.device,
+                            dtype=self.omega.dtype)                     # (L,)
+        phase = lags[:, None] * self.omega                               # (L, n_features)
+        feats = torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1)  # (L, 2 n_features)
+        shape = self.mlp(feats).transpose(0, 1)                          # (D, L)
+        rate = torch.exp(self.log_rate)[:, None]                         # (D, 1)
+        # unit-energy envelope: sum_t exp(-2 r t) (1 - exp(-2 r)) = 1, whatever the length
+        envelope = torch.exp(-rate * lags.abs()) * torch.sqrt(-torch.expm1(-2 * rate))  # (D, L)
+        return shape * envelope
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, causal={self.causal}, decay_len={self.decay_len}"

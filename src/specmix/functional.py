@@ -1,0 +1,209 @@
+"""Pure tensor functions: FFT convolution, its direct twin, and attention cores.
+
+FFT convention (stated once for the whole package)
+--------------------------------------------------
+Real FFTs run along the sequence axis with torch's default ("backward") norm:
+``x_f = rfft(x, n=n_fft)`` is unnormalised, ``irfft(x_f, n=n_fft)`` divides by ``n_fft``.
+A kernel ``k`` of shape ``(D, L)`` holds ``L`` taps per channel.
+
+* causal: tap ``s`` is lag ``s``:  ``y[t] = sum_{s=0}^{min(t, L-1)} k[s] * x[t - s]``
+* bidirectional (centred): with ``c = (L - 1) // 2`` tap ``s`` is lag ``s - c``:
+  ``y[t] = sum_s k[s] * x[t - s + c]`` (taps ``s < c`` look ahead, ``s > c`` look back).
+
+Both are *linear* convolutions: ``x`` and ``k`` are zero-padded to a fast length
+``n_fft >= N + L - 1`` before the FFT and the result is cropped, so nothing wraps
+around (no circular leak of the future into the past).
+
+FFTs always run in float32 or float64: half-precision inputs (e.g. under autocast)
+are promoted for the FFT and the result is cast back to the input dtype.
+
+Legend: B batch (any leading shape), N sequence, D channels, L taps, F = n_fft // 2 + 1,
+H heads, E head width.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "next_fast_len",
+    "fft_conv",
+    "fft_conv_ref",
+    "attention_core",
+    "sliding_window_mask",
+    "local_attention",
+]
+
+_FFT_DTYPES = (torch.float32, torch.float64)
+
+
+@lru_cache(maxsize=4096)
+def next_fast_len(n: int) -> int:
+    """Smallest ``m >= n`` whose prime factors are 2, 3, 5 or 7 (fast for pocketfft and cuFFT)."""
+    if n < 1:
+        raise ValueError(f"next_fast_len: n must be >= 1, got {n}")
+    m = n
+    while True:
+        r = m
+        for p in (2, 3, 5, 7):
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += 1
+
+
+def _check_conv_args(x: torch.Tensor, k: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or not isinstance(k, torch.Tensor):
+        raise TypeError("fft_conv: x and k must be torch.Tensor, got "
+                        f"{type(x).__name__} and {type(k).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"fft_conv: x must be a floating-point tensor, got dtype {x.dtype}")
+    if not k.is_floating_point():
+        raise TypeError(f"fft_conv: k must be a floating-point tensor, got dtype {k.dtype}")
+    if x.dim() < 2:
+        raise ValueError(f"fft_conv: x must have shape (..., N, D), got {tuple(x.shape)}")
+    if k.dim() != 2:
+        raise ValueError(f"fft_conv: k must have shape (D, L), got {tuple(k.shape)}")
+    if k.shape[0] != x.shape[-1]:
+        raise ValueError(f"fft_conv: k has {k.shape[0]} channels but x has D={x.shape[-1]}; "
+                         "expected k of shape (D, L)")
+    if x.shape[-2] < 1 or k.shape[1] < 1:
+        raise ValueError(f"fft_conv: need N >= 1 and L >= 1, got N={x.shape[-2]}, L={k.shape[1]}")
+
+
+def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def fft_conv(x: torch.Tensor, k: torch.Tensor, *, causal: bool = True) -> torch.Tensor:
+    """Linear convolution of ``x`` with a per-channel kernel ``k`` by zero-padded real FFTs.
+
+    Args:
+        x: ``(..., N, D)`` input, any leading batch shape, any ``N >= 1``.
+        k: ``(D, L)`` kernel, any ``L >= 1`` (longer or shorter than ``N``).
+        causal: lag convention of the module docstring (causal or centred).
+
+    Returns:
+        ``(..., N, D)`` tensor of ``x``'s dtype, exactly ``fft_conv_ref(x, k, causal=causal)``
+        up to floating-point rounding.
+    """
+    _check_conv_args(x, k)
+    seq_len, n_taps = x.shape[-2], k.shape[-1]
+    n_fft = next_fast_len(seq_len + n_taps - 1)
+    dtype = _compute_dtype(x, k)
+    x_t = x.to(dtype).transpose(-1, -2)              # (..., D, N)
+    x_f = torch.fft.rfft(x_t, n=n_fft)               # (..., D, F) complex
+    k_f = torch.fft.rfft(k.to(dtype), n=n_fft)       # (D, F) complex, once for the whole batch
+    y = torch.fft.irfft(x_f * k_f, n=n_fft)          # (..., D, n_fft)
+    start = 0 if causal else (n_taps - 1) // 2
+    y = y[..., start:start + seq_len].transpose(-1, -2)  # (..., N, D)
+    return y.to(x.dtype)
+
+
+def fft_conv_ref(x: torch.Tensor, k: torch.Tensor, *, causal: bool = True) -> torch.Tensor:
+    """Direct O(N * L) twin of :func:`fft_conv` (same signature, same convention).
+
+    A loop over taps of shifted, scaled copies of ``x``; plain on purpose, it is the
+    oracle for tests and the baseline for benchmarks.
+    """
+    _check_conv_args(x, k)
+    seq_len, n_taps = x.shape[-2], k.shape[-1]
+    dtype = _compute_dtype(x, k)
+    xc, kc = x.to(dtype), k.to(dtype)
+    centre = 0 if causal else (n_taps - 1) // 2
+    y = torch.zeros_like(xc)
+    for s in range(n_taps):
+        lag = s - centre
+        if abs(lag) >= seq_len:
+            continue
+        if lag >= 0:   # y[t] += k[s] * x[t - lag] for t >= lag
+            shifted = F.pad(xc[..., : seq_len - lag, :], (0, 0, lag, 0))
+        else:          # y[t] += k[s] * x[t + |lag|] for t < N - |lag|
+            shifted = F.pad(xc[..., -lag:, :], (0, 0, 0, -lag))
+        y = y + kc[:, s] * shifted                     # (..., N, D)
+    return y.to(x.dtype)
+
+
+def attention_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+                   causal: bool) -> torch.Tensor:
+    """Single-head ``softmax(q k^T / sqrt(E)) v``, materialising the (N, N) scores on purpose.
+
+    This is the naive core of the published benchmark. Shapes: q ``(..., N, E)``,
+    k ``(..., N, E)``, v ``(..., N, Ev)`` -> ``(..., N, Ev)``.
+    """
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"attention_core: incompatible shapes q {tuple(q.shape)}, "
+                         f"k {tuple(k.shape)}, v {tuple(v.shape)}")
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (..., N, N)
+    if causal:
+        n_q, n_k = scores.shape[-2:]
+        future = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).triu(1)
+        scores = scores.masked_fill(future, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def sliding_window_mask(seq_len: int, window: int, *, causal: bool,
+                        device: torch.device | None = None) -> torch.Tensor:
+    """Boolean ``(N, N)`` mask, True where query t may attend key s.
+
+    causal: ``0 <= t - s < window``; bidirectional: ``|t - s| < window``.
+    """
+    t = torch.arange(seq_len, device=device)
+    offset = t[:, None] - t[None, :]                  # (N, N): t - s
+    if causal:
+        return (offset >= 0) & (offset < window)
+    return offset.abs() < window
+
+
+def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, window: int,
+                    causal: bool = True, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Sliding-window attention in O(N * window) time and memory.
+
+    Queries are cut into blocks of ``window``; each block attends to its own block and
+    its neighbours (the previous one, and the next one when bidirectional), with the
+    exact window of :func:`sliding_window_mask` applied inside.
+
+    Args:
+        q, k, v: ``(B, H, N, E)``.
+        window: keys within ``window`` positions (including the query's own).
+        key_mask: optional ``(B, N)`` bool, True = real key.
+    Returns:
+        ``(B, H, N, E)``.
+    """
+    bsz, n_heads, seq_len, _ = q.shape
+    w = int(window)
+    n_blocks = -(-seq_len // w)
+    pad = n_blocks * w - seq_len
+    before, after = 1, (0 if causal else 1)            # neighbour blocks each side
+
+    def blocks_of(t: torch.Tensor) -> torch.Tensor:    # (B, H, N, E) -> (B, H, nb, W, E)
+        t = F.pad(t, (0, 0, 0, pad))
+        return t.view(bsz, n_heads, n_blocks, w, t.shape[-1])
+
+    def with_neighbours(t: torch.Tensor) -> torch.Tensor:  # -> (B, H, nb, (1+before+after)W, E)
+        t = F.pad(t, (0, 0, before * w, pad + after * w))
+        idx = torch.arange(n_blocks, device=t.device)[:, None] * w + \
+            torch.arange((1 + before + after) * w, device=t.device)
+        return t[:, :, idx]                              # (B, H, nb, span, E)
+
+    q_b, k_b, v_b = blocks_of(q), with_neighbours(k), with_neighbours(v)
+    span = (1 + before + after) * w
+    t_pos = torch.arange(n_blocks, device=q.device)[:, None] * w + torch.arange(w, device=q.device)
+    s_pos = torch.arange(n_blocks, device=q.device)[:, None] * w - before * w + \
+        torch.arange(span, device=q.device)              # (nb, span)
+    offset = t_pos[:, :, None] - s_pos[:, None, :]       # (nb, W, span)
+    allowed = (offset < w) & ((offset >= 0) if causal else (offset > -w))
+    allowed = allowed & (s_pos >= 0)[:, None, :] & (s_pos < seq_len)[:, None, :]
+    allowed = allowed.expand(bsz, 1, n_blocks, w, span)  # (B, 1, nb, W, span)
+    if key_mask is not None:
+        km = F.pad(key_mask, (before * w, pad + after * w))
+        idx = s_pos + before * w                          # (nb, span) into padded keys
+        allowed = allowed & km[:, idx][:, None, :, None, :]
+    # a query with no allowed key (padding only) attends everywhere; callers zero it later
+    allowed = allowed | ~allowed.any(-1, keepdim=True)
+    out = F.scaled_dot_product_attention(q_b, k_b, v_b, attn_mask=allowed)  # (B, H, nb, W, E)
+    return out.reshape(bsz, n_heads, n_blocks * w, -1)[:, :, :seq_len]      # (B, H, N, E)

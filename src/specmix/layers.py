@@ -1,0 +1,236 @@
+"""Sequence mixers with one drop-in interface, and the pre-norm residual block.
+
+Every mixer maps ``x`` of shape ``(B, N, D)`` to ``(B, N, D)`` via ``forward(x, mask=None)``,
+where the optional key-padding ``mask`` is ``(B, N)`` bool with True = real token. Outputs
+at padded positions are zero. The FFT convention is the one of :mod:`specmix.functional`.
+
+Legend: B batch, N sequence, D channels (d_model), H heads, E = D / H.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .filters import FrequencyFilter, ImplicitFilter
+from .functional import fft_conv, local_attention
+
+__all__ = ["SpectralMixer", "Attention", "MLP", "Block", "check_tokens"]
+
+FILTERS = ("frequency", "implicit")
+
+
+def check_tokens(x: torch.Tensor, d_model: int, mask: torch.Tensor | None, where: str) -> None:
+    """Raise a clear TypeError/ValueError unless x is float (B, N, d_model) and mask is bool (B, N)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{where}: x must be a torch.Tensor of shape (B, N, {d_model}), "
+                        f"got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{where}: x must be a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() != 3 or x.shape[-1] != d_model:
+        raise ValueError(f"{where}: x must have shape (B, N, D) with D={d_model}, "
+                         f"got {tuple(x.shape)}")
+    if mask is None:
+        return
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise TypeError(f"{where}: mask must be a bool tensor (True = real token), got {got}")
+    if tuple(mask.shape) != tuple(x.shape[:2]):
+        raise ValueError(f"{where}: mask must have shape (B, N)={tuple(x.shape[:2])}, "
+                         f"got {tuple(mask.shape)}")
+
+
+def _zero_padding(t: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return t if mask is None else t * mask[..., None].to(t.dtype)   # (B, N, C)
+
+
+class SpectralMixer(nn.Module):
+    """FFT-based spectral mixing: project, filter along the sequence by FFT, project back.
+
+    Ungated (the note's operator): ``y = out(conv_k(in(x)))`` where ``conv_k`` is the
+    linear convolution of each channel with the filter's kernel, computed by zero-padded
+    ``rfft -> multiply -> irfft`` (exact at any N; see :mod:`specmix.functional`).
+
+    Gated (H3/Hyena style, ``gated=True``): ``in`` yields three streams q, k, v, each
+    through a short depthwise convolution of 3 taps, then ``y = out(q * conv_k(k * v))``:
+    a data-dependent multiplicative gate around the long convolution.
+
+    Args:
+        d_model: channels D.
+        max_len: longest sequence for ``filter="frequency"``; sets the decay scale of
+            ``filter="implicit"``, which accepts any length.
+        causal: output t depends only on inputs <= t.
+        filter: ``"frequency"`` (:class:`FrequencyFilter`) or ``"implicit"`` (:class:`ImplicitFilter`).
+        gated: add the data-dependent gating.
+        bias: biases in the projections.
+
+    Shape:
+        x ``(B, N, D)``, mask ``(B, N)`` bool (True = real) -> ``(B, N, D)``.
+        Causal mixers support right padding (any padding for bidirectional ones): outputs at
+        real positions do not depend on what stands at padded ones.
+
+    Example:
+        >>> mixer = SpectralMixer(64, max_len=128)
+        >>> mixer(torch.randn(2, 100, 64)).shape
+        torch.Size([2, 100, 64])
+    """
+
+    def __init__(self, d_model: int, max_len: int, *, causal: bool = True,
+                 filter: str = "frequency", gated: bool = False, bias: bool = True,
+                 device=None, dtype=None) -> None:
+        super().__init__()
+        if filter not in FILTERS:
+            raise ValueError(f"SpectralMixer: filter must be one of {FILTERS}, got {filter!r}")
+        factory = {"device": device, "dtype": dtype}
+        self.d_model, self.max_len, self.causal = d_model, max_len, causal
+        self.filter_kind, self.gated = filter, gated
+        n_streams = 3 if gated else 1
+        self.in_proj = nn.Linear(d_model, n_streams * d_model, bias=bias, **factory)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias, **factory)
+        if gated:   # depthwise taps (C, 1, 3) for F.conv1d
+            self.short_conv = nn.Parameter(torch.empty(n_streams * d_model, 1, 3, **factory))
+        if filter == "frequency":
+            self.filter = FrequencyFilter(d_model, max_len, causal=causal, **factory)
+        else:
+            self.filter = ImplicitFilter(d_model, causal=causal, decay_len=max_len, **factory)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        self.in_proj.reset_parameters()
+        self.out_proj.reset_parameters()
+        self.filter.reset_parameters()
+        if self.gated:   # start near identity (lag-0 tap 1) plus a little noise
+            self.short_conv.normal_(0.0, 0.1)
+            self.short_conv[:, 0, -1 if self.causal else 1] += 1.0
+
+    def _short_conv(self, u: torch.Tensor) -> torch.Tensor:
+        u_t = u.transpose(1, 2)                                   # (B, C, N)
+        pad = (2, 0) if self.causal else (1, 1)
+        out = F.conv1d(F.pad(u_t, pad), self.short_conv.to(u.dtype), groups=u_t.shape[1])
+        return out.transpose(1, 2)                                # (B, N, C)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        check_tokens(x, self.d_model, mask, "SpectralMixer")
+        k = self.filter.kernel(x.shape[1])                        # (D, L)
+        u = _zero_padding(self.in_proj(x), mask)                  # (B, N, n_streams * D)
+        if self.gated:
+            u = _zero_padding(self._short_conv(u), mask)
+            q, kk, v = u.chunk(3, dim=-1)                         # 3 x (B, N, D)
+            y = q * fft_conv(kk * v, k, causal=self.causal)
+        else:
+            y = fft_conv(u, k, causal=self.causal)
+        return _zero_padding(self.out_proj(y), mask)
+
+    def extra_repr(self) -> str:
+        return (f"d_model={self.d_model}, max_len={self.max_len}, causal={self.causal}, "
+                f"filter={self.filter_kind!r}, gated={self.gated}")
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention through ``F.scaled_dot_product_attention``.
+
+    Args:
+        d_model: channels D (divisible by ``n_heads``).
+        n_heads: heads H.
+        causal: each query sees only keys at or before it.
+        window: if set, sliding-window (local) attention over the ``window`` nearest keys
+            (``0 <= t - s < window`` causal, ``|t - s| < window`` otherwise), O(N * window).
+        bias: biases in the projections.
+
+    Shape:
+        x ``(B, N, D)``, mask ``(B, N)`` bool (True = real) -> ``(B, N, D)``.
+    """
+
+    def __init__(self, d_model: int, n_heads: int = 1, *, causal: bool = True,
+                 window: int | None = None, bias: bool = True, device=None, dtype=None) -> None:
+        super().__init__()
+        if n_heads < 1 or d_model % n_heads:
+            raise ValueError(f"Attention: n_heads must divide d_model={d_model}, got {n_heads}")
+        if window is not None and (isinstance(window, bool) or int(window) != window or window < 1):
+            raise ValueError(f"Attention: window must be an int >= 1 or None, got {window!r}")
+        factory = {"device": device, "dtype": dtype}
+        self.d_model, self.n_heads, self.causal, self.window = d_model, n_heads, causal, window
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias, **factory)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias, **factory)
+
+    def reset_parameters(self) -> None:
+        self.qkv.reset_parameters()
+        self.out_proj.reset_parameters()
+
+    def _attend(self, q, k, v, mask):
+        if self.window is not None:
+            return local_attention(q, k, v, window=self.window, causal=self.causal, key_mask=mask)
+        if mask is None:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+        seq_len = q.shape[2]
+        allowed = mask[:, None, None, :]                          # (B, 1, 1, N) keys
+        if self.causal:
+            allowed = allowed & torch.ones(seq_len, seq_len, dtype=torch.bool,
+                                           device=q.device).tril()
+        allowed = allowed.expand(-1, 1, seq_len, seq_len)         # (B, 1, N, N)
+        allowed = allowed | ~allowed.any(-1, keepdim=True)       # padded queries: no NaN
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        check_tokens(x, self.d_model, mask, "Attention")
+        bsz, seq_len, _ = x.shape
+        qkv = self.qkv(x).view(bsz, seq_len, 3, self.n_heads, -1)   # (B, N, 3, H, E)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)                         # 3 x (B, H, N, E)
+        y = self._attend(q, k, v, mask)                              # (B, H, N, E)
+        y = y.transpose(1, 2).reshape(bsz, seq_len, self.d_model)    # (B, N, D)
+        return _zero_padding(self.out_proj(y), mask)
+
+    def extra_repr(self) -> str:
+        return (f"d_model={self.d_model}, n_heads={self.n_heads}, causal={self.causal}, "
+                f"window={self.window}")
+
+
+class MLP(nn.Module):
+    """Position-wise ``Linear(D, d_ff) -> GELU -> Linear(d_ff, D)``; ``(..., D) -> (..., D)``."""
+
+    def __init__(self, d_model: int, d_ff: int, *, bias: bool = True, device=None, dtype=None):
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.fc = nn.Linear(d_model, d_ff, bias=bias, **factory)
+        self.proj = nn.Linear(d_ff, d_model, bias=bias, **factory)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(F.gelu(self.fc(x)))
+
+
+NORMS = ("layer", "rms")
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: ``x + mixer(norm(x))``, then ``x + mlp(norm(x))``.
+
+    Args:
+        d_model: channels D; must equal ``mixer.d_model``.
+        mixer: any module with the mixer interface (``SpectralMixer``, ``Attention``).
+        mlp_ratio: hidden width of the MLP as a multiple of D.
+        norm: ``"layer"`` (LayerNorm) or ``"rms"`` (RMSNorm).
+
+    Shape:
+        x ``(B, N, D)``, mask ``(B, N)`` bool -> ``(B, N, D)``.
+    """
+
+    def __init__(self, d_model: int, mixer: nn.Module, mlp_ratio: float = 4.0,
+                 norm: str = "layer", *, device=None, dtype=None) -> None:
+        super().__init__()
+        if getattr(mixer, "d_model", None) != d_model:
+            raise ValueError(f"Block: mixer.d_model must equal d_model={d_model}, "
+                             f"got {getattr(mixer, 'd_model', None)}")
+        if norm not in NORMS:
+            raise ValueError(f"Block: norm must be one of {NORMS}, got {norm!r}")
+        factory = {"device": device, "dtype": dtype}
+        norm_cls = nn.LayerNorm if norm == "layer" else nn.RMSNorm
+        self.d_model = d_model
+        self.norm1, self.norm2 = norm_cls(d_model, **factory), norm_cls(d_model, **factory)
+        self.mixer = mixer
+        self.mlp = MLP(d_model, int(round(mlp_ratio * d_model)), **factory)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        check_tokens(x, self.d_model, mask, "Block")
+        x = x + self.mixer(self.norm1(x), mask)
+        return x + self.mlp(self.norm2(x))

@@ -1,0 +1,140 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+from specmix.functional import (attention_core, fft_conv, fft_conv_ref, local_attention,
+                                next_fast_len, sliding_window_mask)
+
+from helpers import assert_causal, circular_fft_conv
+
+LENGTHS = [1, 2, 3, 5, 7, 13, 16, 17, 31, 32, 33, 64, 65, 97, 128, 129]
+BATCH_SHAPES = [(), (1,), (3,), (2, 2)]
+
+
+def rel_err(a, b):
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+
+
+@given(n=st.sampled_from(LENGTHS), taps=st.integers(1, 300), causal=st.booleans(),
+       batch=st.sampled_from(BATCH_SHAPES), d=st.integers(1, 5), seed=st.integers(0, 10**6))
+def test_fft_conv_matches_direct_float64(n, taps, causal, batch, d, seed):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(*batch, n, d, generator=gen, dtype=torch.float64)
+    k = torch.randn(d, taps, generator=gen, dtype=torch.float64)
+    y = fft_conv(x, k, causal=causal)
+    assert y.shape == x.shape and y.dtype == torch.float64
+    assert rel_err(y, fft_conv_ref(x, k, causal=causal)) < 1e-10
+
+
+@given(n=st.sampled_from(LENGTHS), taps=st.integers(1, 200), causal=st.booleans(),
+       seed=st.integers(0, 10**6))
+def test_fft_conv_matches_direct_float32(n, taps, causal, seed):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, n, 4, generator=gen)
+    k = torch.randn(4, taps, generator=gen)
+    y = fft_conv(x, k, causal=causal)
+    assert y.dtype == torch.float32
+    assert rel_err(y.double(), fft_conv_ref(x.double(), k.double(), causal=causal)) < 1e-5
+
+
+def test_direct_reference_is_the_stated_formula():
+    # y[t] = sum_{s <= min(t, L-1)} k[s] x[t-s]  (causal);  tap s is lag s - (L-1)//2 (centred)
+    x = torch.randn(1, 6, 1, dtype=torch.float64)
+    k = torch.randn(1, 3, dtype=torch.float64)
+    xs, ks = x[0, :, 0], k[0]
+    causal = [sum(ks[s] * xs[t - s] for s in range(3) if t - s >= 0) for t in range(6)]
+    centred = [sum(ks[s] * xs[t - s + 1] for s in range(3) if 0 <= t - s + 1 < 6) for t in range(6)]
+    assert torch.allclose(fft_conv_ref(x, k)[0, :, 0], torch.stack(causal))
+    assert torch.allclose(fft_conv_ref(x, k, causal=False)[0, :, 0], torch.stack(centred))
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("n,taps", [(1, 1), (7, 3), (13, 13), (8, 20)])
+def test_fft_conv_gradcheck(n, taps, causal):
+    x = torch.randn(2, n, 3, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(3, taps, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: fft_conv(a, b, causal=causal), (x, k))
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_fft_conv_gradients_match_direct(causal):
+    x = torch.randn(3, 29, 5, requires_grad=True)
+    k = torch.randn(5, 17, requires_grad=True)
+    dy = torch.randn(3, 29, 5)
+    gx, gk = torch.autograd.grad((fft_conv(x, k, causal=causal) * dy).sum(), (x, k))
+    rx, rk = torch.autograd.grad((fft_conv_ref(x, k, causal=causal) * dy).sum(), (x, k))
+    assert rel_err(gx, rx) < 1e-5 and rel_err(gk, rk) < 1e-5
+
+
+def test_fft_conv_is_causal_and_circular_is_not():
+    # float64, so that FFT rounding (~1e-6 relative in float32) cannot blur the verdict
+    n, d = 32, 4
+    k = torch.randn(d, n, dtype=torch.float64)
+    x = torch.randn(2, n, d, dtype=torch.float64)
+    assert_causal(lambda t: fft_conv(t, k), x)
+    with pytest.raises(AssertionError, match="changed"):   # the guard: no padding leaks the future
+        assert_causal(lambda t: circular_fft_conv(t, k), x)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_inputs_run_the_fft_in_float32(dtype):
+    x = torch.randn(2, 33, 4).to(dtype)
+    k = torch.randn(4, 33)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = fft_conv(x, k)
+    assert y.dtype == dtype
+    expected = fft_conv_ref(x.float(), k)
+    assert rel_err(y.float(), expected) < 2e-2   # only the final cast rounds
+
+
+def test_next_fast_len():
+    for n in [1, 2, 7, 11, 97, 4099, 65537, 1_000_003]:
+        m = next_fast_len(n)
+        assert m >= n and m - n <= max(1, n // 8)
+        r = m
+        for p in (2, 3, 5, 7):
+            while r % p == 0:
+                r //= p
+        assert r == 1
+    assert next_fast_len(4096) == 4096
+
+
+@pytest.mark.parametrize("bad,err,words", [
+    (dict(x=torch.randn(5)), ValueError, "(..., N, D)"),
+    (dict(k=torch.randn(4)), ValueError, "(D, L)"),
+    (dict(k=torch.randn(3, 2)), ValueError, "channels"),
+    (dict(x=torch.ones(1, 5, 4, dtype=torch.long)), TypeError, "floating"),
+    (dict(x=[[1.0]]), TypeError, "torch.Tensor"),
+])
+def test_fft_conv_bad_input(bad, err, words):
+    args = dict(x=torch.randn(1, 5, 4), k=torch.randn(4, 2)) | bad
+    with pytest.raises(err, match=words.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        fft_conv(args["x"], args["k"])
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_attention_core_matches_sdpa(causal):
+    q, k, v = (torch.randn(2, 19, 8, dtype=torch.float64) for _ in range(3))
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    assert torch.allclose(attention_core(q, k, v, causal=causal), ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("n,window", [(1, 4), (17, 4), (32, 8), (10, 64)])
+def test_local_attention_matches_dense_mask(n, window, causal):
+    q, k, v = (torch.randn(2, 3, n, 8, dtype=torch.float64) for _ in range(3))
+    key_mask = torch.rand(2, n) > 0.3
+    key_mask[:, 0] = True
+    dense = sliding_window_mask(n, window, causal=causal)[None, None] & key_mask[:, None, None]
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=dense | ~dense.any(-1, keepdim=True))
+    out = local_attention(q, k, v, window=window, causal=causal, key_mask=key_mask)
+    rows = dense.any(-1)[:, :, :, None]                  # compare rows with at least one key
+    assert torch.allclose(out * rows, ref * rows, atol=1e-10)
+    plain = local_attention(q, k, v, window=window, causal=causal)
+    mask = sliding_window_mask(n, window, causal=causal)
+    assert torch.allclose(plain, F.scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-10)
+    assert math.isfinite(out.abs().sum().item())

@@ -1,0 +1,159 @@
+import pytest
+import torch
+
+import specmix
+from specmix import Attention, Block, SpectralMixer
+
+from helpers import assert_causal
+
+D, MAX_LEN = 16, 48
+
+
+def spectral(causal=True, **kw):
+    return SpectralMixer(D, MAX_LEN, causal=causal, **kw)
+
+
+MIXERS = {
+    "spectral": lambda causal: spectral(causal),
+    "spectral-implicit": lambda causal: spectral(causal, filter="implicit"),
+    "spectral-gated": lambda causal: spectral(causal, gated=True),
+    "spectral-implicit-gated": lambda causal: spectral(causal, filter="implicit", gated=True),
+    "attention": lambda causal: Attention(D, 4, causal=causal),
+    "local": lambda causal: Attention(D, 2, causal=causal, window=5),
+}
+
+
+@pytest.mark.parametrize("name", MIXERS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_causal_mixers_and_blocks_are_causal(name, seed):
+    torch.manual_seed(seed)
+    mixer = MIXERS[name](True).double()
+    x = torch.randn(2, 40, D, dtype=torch.float64)
+    assert_causal(mixer, x, times=(0, 3, 17, 38))
+    block = Block(D, MIXERS[name](True)).double()
+    assert_causal(block, x, times=(0, 3, 17, 38))
+
+
+@pytest.mark.parametrize("name", MIXERS)
+def test_bidirectional_mixers_see_the_future(name):
+    mixer = MIXERS[name](False).double()
+    x = torch.randn(1, 20, D, dtype=torch.float64)
+    with pytest.raises(AssertionError):
+        assert_causal(mixer, x, times=(3,))
+
+
+@pytest.mark.parametrize("name", MIXERS)
+@pytest.mark.parametrize("causal", [True, False])
+def test_padding_does_not_change_real_positions(name, causal):
+    mixer = MIXERS[name](causal).double()
+    n_real, n_pad = 23, 9
+    x = torch.randn(2, n_real, D, dtype=torch.float64)
+    alone = mixer(x)
+    junk = torch.randn(2, n_pad, D, dtype=torch.float64) * 5
+    sides = ["right"] if causal else ["right", "left"]
+    for side in sides:
+        padded = torch.cat([x, junk] if side == "right" else [junk, x], dim=1)
+        mask = torch.zeros(2, n_real + n_pad, dtype=torch.bool)
+        real = slice(0, n_real) if side == "right" else slice(n_pad, None)
+        mask[:, real] = True
+        out = mixer(padded, mask)
+        assert torch.allclose(out[:, real], alone, atol=1e-10), side
+        assert (out[:, ~mask[0]] == 0).all()
+        other = padded.clone()
+        other[:, ~mask[0]] = torch.randn_like(other[:, ~mask[0]])
+        assert torch.allclose(mixer(other, mask)[:, real], out[:, real], atol=1e-10)
+
+
+@pytest.mark.parametrize("name", MIXERS)
+def test_bidirectional_pad_contents_never_matter(name):
+    mixer = MIXERS[name](False).double()
+    x = torch.randn(3, 30, D, dtype=torch.float64)
+    mask = torch.rand(3, 30) > 0.4
+    mask[:, 0] = True
+    y = mixer(x, mask)
+    x2 = torch.where(mask[..., None], x, torch.randn_like(x) * 7)
+    assert torch.allclose(mixer(x2, mask), y, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", MIXERS)
+def test_mixers_train_and_keep_shape(name):
+    mixer = MIXERS[name](True)
+    x = torch.randn(2, 31, D, requires_grad=True)
+    y = mixer(x)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    y.square().mean().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(p.grad is not None for p in mixer.parameters())
+
+
+def test_block_swap_attention_for_spectral_needs_no_other_change():
+    x = torch.randn(2, 20, D)
+    mask = torch.ones(2, 20, dtype=torch.bool)
+    for mixer in (Attention(D, 4, causal=True), SpectralMixer(D, MAX_LEN, causal=True)):
+        block = Block(D, mixer, mlp_ratio=4.0, norm="layer")
+        assert block(x, mask).shape == x.shape
+
+
+def test_autocast_bf16_runs_and_casts_back():
+    mixer = spectral(gated=True)
+    x = torch.randn(2, 20, D)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = mixer(x)
+    assert y.dtype == torch.bfloat16 and torch.isfinite(y.float()).all()
+    assert torch.allclose(y.float(), mixer(x), atol=0.1)
+
+
+def test_implicit_filter_runs_beyond_max_len_frequency_does_not():
+    x = torch.randn(1, MAX_LEN + 10, D)
+    assert spectral(filter="implicit")(x).shape == x.shape
+    with pytest.raises(ValueError, match="exceeds max_len"):
+        spectral()(x)
+
+
+@pytest.mark.parametrize("mixer_name", ["spectral", "attention"])
+@pytest.mark.parametrize("bad,err,words", [
+    (lambda: torch.randn(20, D), ValueError, r"shape \(B, N, D\) with D=16"),
+    (lambda: torch.randn(2, 20, D + 1), ValueError, r"shape \(B, N, D\) with D=16"),
+    (lambda: torch.ones(2, 20, D, dtype=torch.long), TypeError, "floating-point"),
+])
+def test_bad_input_names_the_argument(mixer_name, bad, err, words):
+    mixer = MIXERS[mixer_name](True)
+    with pytest.raises(err, match=words):
+        mixer(bad())
+
+
+@pytest.mark.parametrize("mixer_name", ["spectral", "local", "attention"])
+def test_bad_mask(mixer_name):
+    mixer = MIXERS[mixer_name](True)
+    x = torch.randn(2, 20, D)
+    with pytest.raises(ValueError, match=r"mask must have shape \(B, N\)=\(2, 20\)"):
+        mixer(x, torch.ones(2, 19, dtype=torch.bool))
+    with pytest.raises(TypeError, match="mask must be a bool tensor"):
+        mixer(x, torch.ones(2, 20))
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="filter must be one of"):
+        SpectralMixer(D, 8, filter="fourier")
+    with pytest.raises(ValueError, match="n_heads must divide"):
+        Attention(D, 3)
+    with pytest.raises(ValueError, match="window must be"):
+        Attention(D, 2, window=0)
+    with pytest.raises(ValueError, match="mixer.d_model must equal"):
+        Block(D + 1, Attention(D, 2))
+
+
+def test_help_documents_shapes_and_fft_convention():
+    doc = specmix.SpectralMixer.__doc__ + specmix.functional.__doc__
+    assert "(B, N, D)" in specmix.SpectralMixer.__doc__
+    assert "zero-padded" in specmix.SpectralMixer.__doc__
+    assert "rfft" in doc and "n_fft" in doc
+
+
+def test_reset_parameters_and_repr():
+    mixer = spectral(gated=True)
+    before = [p.detach().clone() for p in mixer.parameters()]
+    torch.manual_seed(99)
+    mixer.reset_parameters()
+    assert any(not torch.equal(a, b) for a, b in zip(before, mixer.parameters()))
+    assert "gated=True" in repr(mixer) and "max_len=48" in repr(mixer)
