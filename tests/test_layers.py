@@ -157,3 +157,28 @@ def test_reset_parameters_and_repr():
     mixer.reset_parameters()
     assert any(not torch.equal(a, b) for a, b in zip(before, mixer.parameters()))
     assert "gated=True" in repr(mixer) and "max_len=48" in repr(mixer)
+
+
+@pytest.mark.parametrize("filter_kind", ["frequency", "implicit"])
+def test_inference_spectrum_cache_is_exact_and_follows_parameter_updates(filter_kind):
+    mixer = spectral(gated=True, filter=filter_kind)
+    x = torch.randn(2, 30, D)
+    with torch.no_grad():
+        first = mixer(x)
+        assert torch.equal(mixer(x), first)              # served from the cache
+    assert torch.allclose(first, mixer(x), atol=1e-6)    # same as the uncached, grad-enabled path
+    opt = torch.optim.SGD(mixer.parameters(), lr=0.1)
+    mixer(x).square().mean().backward()
+    opt.step()
+    with torch.no_grad():
+        after = mixer(x)
+    assert not torch.allclose(after, first)
+    assert torch.allclose(after, mixer(x), atol=1e-6)
+
+
+def test_implicit_filter_under_autocast_inference():
+    mixer = spectral(filter="implicit")
+    x = torch.randn(1, 20, D)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        y = mixer(x)
+    assert y.dtype == torch.bfloat16 and torch.isfinite(y.float()).all()

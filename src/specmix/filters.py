@@ -14,6 +14,8 @@ import math
 import torch
 from torch import nn
 
+from .functional import fft_conv_len
+
 __all__ = ["FrequencyFilter", "ImplicitFilter", "decaying_kernel"]
 
 
@@ -39,7 +41,36 @@ def decaying_kernel(d_model: int, n_taps: int, *, generator: torch.Generator | N
     return taps.to(dtype)
 
 
-class FrequencyFilter(nn.Module):
+class _KernelFilter(nn.Module):
+    """Base: ``kernel(N)`` from the subclass; ``kernel_for_conv(N)`` adds an inference cache."""
+
+    causal: bool
+
+    def kernel(self, seq_len: int) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def kernel_for_conv(self, seq_len: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(k, k_f)``: the kernel and, when no gradient is recorded, its cached spectrum.
+
+        ``k_f = rfft(k, n=fft_conv_len(N, L))`` is computed once per length and reused until
+        a parameter changes (tracked by the parameters' version counters), so inference
+        pays for two FFTs per call instead of three.
+        """
+        if torch.is_grad_enabled():
+            return self.kernel(seq_len), None
+        params = tuple(self.parameters())
+        key = (seq_len, tuple(p._version for p in params), tuple(p.data_ptr() for p in params))
+        cache = self.__dict__.setdefault("_spectrum_cache", {})
+        if key not in cache:
+            cache.clear()
+            k = self.kernel(seq_len)                                        # (D, L)
+            if k.dtype not in (torch.float32, torch.float64):               # e.g. autocast MLP
+                k = k.float()
+            cache[key] = (k, torch.fft.rfft(k, n=fft_conv_len(seq_len, k.shape[-1])))
+        return cache[key]
+
+
+class FrequencyFilter(_KernelFilter):
     """The note's learned frequency-domain filter, projected onto exact (causal) kernels.
 
     The parameter ``response`` is a complex frequency response per channel, stored as
@@ -101,7 +132,7 @@ class FrequencyFilter(nn.Module):
         return f"d_model={self.d_model}, max_len={self.max_len}, causal={self.causal}"
 
 
-class ImplicitFilter(nn.Module):
+class ImplicitFilter(_KernelFilter):
     """A length-free kernel: a small MLP over positional features, times a learned decay.
 
     ``k[c, t] = MLP(phi(t))[c] * exp(-rate_c * |t|) * sqrt(1 - exp(-2 rate_c))`` where ``phi(t)`` holds sines and

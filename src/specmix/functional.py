@@ -31,6 +31,8 @@ import torch.nn.functional as F
 __all__ = [
     "next_fast_len",
     "fft_conv",
+    "fft_conv_cf",
+    "fft_conv_len",
     "fft_conv_ref",
     "attention_core",
     "sliding_window_mask",
@@ -79,6 +81,66 @@ def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
+def fft_conv_len(seq_len: int, n_taps: int) -> int:
+    """The FFT length used for a linear convolution of N inputs with L taps."""
+    return next_fast_len(seq_len + n_taps - 1)
+
+
+class _FFTConv(torch.autograd.Function):
+    """Channels-first linear convolution whose backward is itself two FFT convolutions.
+
+    Forward: ``y = irfft(rfft(x) * k_f)[start:start+N]``. Backward, with ``dy`` placed at
+    offset ``start`` in a zero buffer of length n_fft: ``dx = irfft(rfft(dy) * conj(k_f))[:N]``
+    (a correlation with k) and ``dk = irfft(sum_batch rfft(dy) * conj(rfft(x)))[:L]``.
+    Only x and k_f are saved; rfft(x) is recomputed in backward when k needs a gradient,
+    which keeps one complex (..., D, F) buffer alive at a time instead of two.
+    """
+
+    @staticmethod
+    def forward(ctx, x_t, k, k_f, n_fft: int, start: int):
+        seq_len, n_taps = x_t.shape[-1], k.shape[-1]
+        if k_f is None:
+            k_f = torch.fft.rfft(k, n=n_fft)                 # (D, F) complex, once per call
+        y_f = torch.fft.rfft(x_t, n=n_fft)                   # (..., D, F) complex
+        y_f.mul_(k_f)
+        y = torch.fft.irfft(y_f, n=n_fft)                    # (..., D, n_fft)
+        ctx.save_for_backward(x_t, k_f)
+        ctx.shape = (seq_len, n_taps, n_fft, start)
+        return y[..., start:start + seq_len]                 # (..., D, N)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy):
+        x_t, k_f = ctx.saved_tensors
+        seq_len, n_taps, n_fft, start = ctx.shape
+        dy_f = torch.fft.rfft(F.pad(dy, (start, 0)) if start else dy, n=n_fft)  # (..., D, F)
+        dx = dk = None
+        if ctx.needs_input_grad[1]:
+            prod = torch.fft.rfft(x_t, n=n_fft).conj_physical_().mul_(dy_f)     # (..., D, F)
+            prod = prod.reshape(-1, *prod.shape[-2:]).sum(0)                     # (D, F)
+            dk = torch.fft.irfft(prod, n=n_fft)[:, :n_taps]                     # (D, L)
+        if ctx.needs_input_grad[0]:
+            dx = torch.fft.irfft(dy_f.mul_(k_f.conj()), n=n_fft)[..., :seq_len]  # (..., D, N)
+        return dx, dk, None, None, None
+
+
+def fft_conv_cf(x_t: torch.Tensor, k: torch.Tensor, *, causal: bool = True,
+                k_f: torch.Tensor | None = None) -> torch.Tensor:
+    """Channels-first :func:`fft_conv`: ``x_t`` is ``(..., D, N)``, the result ``(..., D, N)``.
+
+    The FFTs then run on contiguous rows, with no transpose. ``k_f`` may pass a cached
+    ``rfft(k, n=fft_conv_len(N, L))`` (only when ``k`` needs no gradient). The result may
+    be a strided view into an ``(..., D, n_fft)`` buffer.
+    """
+    _check_conv_args(x_t.transpose(-1, -2), k)
+    seq_len, n_taps = x_t.shape[-1], k.shape[-1]
+    n_fft = fft_conv_len(seq_len, n_taps)
+    dtype = _compute_dtype(x_t, k)
+    start = 0 if causal else (n_taps - 1) // 2
+    y = _FFTConv.apply(x_t.to(dtype), k.to(dtype), k_f, n_fft, start)  # (..., D, N)
+    return y.to(x_t.dtype)
+
+
 def fft_conv(x: torch.Tensor, k: torch.Tensor, *, causal: bool = True) -> torch.Tensor:
     """Linear convolution of ``x`` with a per-channel kernel ``k`` by zero-padded real FFTs.
 
@@ -88,20 +150,12 @@ def fft_conv(x: torch.Tensor, k: torch.Tensor, *, causal: bool = True) -> torch.
         causal: lag convention of the module docstring (causal or centred).
 
     Returns:
-        ``(..., N, D)`` tensor of ``x``'s dtype, exactly ``fft_conv_ref(x, k, causal=causal)``
-        up to floating-point rounding.
+        ``(..., N, D)`` tensor of ``x``'s dtype, equal to ``fft_conv_ref(x, k, causal=causal)``
+        up to floating-point rounding, in values and gradients.
     """
     _check_conv_args(x, k)
-    seq_len, n_taps = x.shape[-2], k.shape[-1]
-    n_fft = next_fast_len(seq_len + n_taps - 1)
-    dtype = _compute_dtype(x, k)
-    x_t = x.to(dtype).transpose(-1, -2)              # (..., D, N)
-    x_f = torch.fft.rfft(x_t, n=n_fft)               # (..., D, F) complex
-    k_f = torch.fft.rfft(k.to(dtype), n=n_fft)       # (D, F) complex, once for the whole batch
-    y = torch.fft.irfft(x_f * k_f, n=n_fft)          # (..., D, n_fft)
-    start = 0 if causal else (n_taps - 1) // 2
-    y = y[..., start:start + seq_len].transpose(-1, -2)  # (..., N, D)
-    return y.to(x.dtype)
+    y_t = fft_conv_cf(x.transpose(-1, -2), k, causal=causal)  # (..., D, N)
+    return y_t.transpose(-1, -2)                               # (..., N, D)
 
 
 def fft_conv_ref(x: torch.Tensor, k: torch.Tensor, *, causal: bool = True) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .filters import FrequencyFilter, ImplicitFilter
-from .functional import fft_conv, local_attention
+from .functional import fft_conv_cf, local_attention
 
 __all__ = ["SpectralMixer", "Attention", "MLP", "Block", "check_tokens"]
 
@@ -104,23 +104,28 @@ class SpectralMixer(nn.Module):
             self.short_conv.normal_(0.0, 0.1)
             self.short_conv[:, 0, -1 if self.causal else 1] += 1.0
 
-    def _short_conv(self, u: torch.Tensor) -> torch.Tensor:
-        u_t = u.transpose(1, 2)                                   # (B, C, N)
-        pad = (2, 0) if self.causal else (1, 1)
-        out = F.conv1d(F.pad(u_t, pad), self.short_conv.to(u.dtype), groups=u_t.shape[1])
-        return out.transpose(1, 2)                                # (B, N, C)
-
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         check_tokens(x, self.d_model, mask, "SpectralMixer")
-        k = self.filter.kernel(x.shape[1])                        # (D, L)
-        u = _zero_padding(self.in_proj(x), mask)                  # (B, N, n_streams * D)
+        seq_len = x.shape[1]
+        k, k_f = self.filter.kernel_for_conv(seq_len)                 # (D, L), cached spectrum
+        keep = None if mask is None else mask[:, None, :].to(x.dtype)  # (B, 1, N)
+        # channels-first from here on: the GEMM writes (B, C, N), so FFTs and the short
+        # conv run along contiguous rows with no transpose copies
+        u = torch.matmul(self.in_proj.weight, x.transpose(1, 2))       # (B, C, N)
+        if self.in_proj.bias is not None:
+            u = u + self.in_proj.bias[:, None]
+        if keep is not None:
+            u = u * keep
         if self.gated:
-            u = _zero_padding(self._short_conv(u), mask)
-            q, kk, v = u.chunk(3, dim=-1)                         # 3 x (B, N, D)
-            y = q * fft_conv(kk * v, k, causal=self.causal)
+            pad = (2, 0) if self.causal else (1, 1)
+            u = F.conv1d(F.pad(u, pad), self.short_conv.to(u.dtype), groups=u.shape[1])
+            if keep is not None:
+                u = u * keep
+            q, kk, v = u.chunk(3, dim=1)                                 # 3 x (B, D, N)
+            y = q * fft_conv_cf(kk * v, k, causal=self.causal, k_f=k_f)
         else:
-            y = fft_conv(u, k, causal=self.causal)
-        return _zero_padding(self.out_proj(y), mask)
+            y = fft_conv_cf(u, k, causal=self.causal, k_f=k_f)           # (B, D, N)
+        return _zero_padding(self.out_proj(y.transpose(1, 2)), mask)    # (B, N, D)
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, max_len={self.max_len}, causal={self.causal}, "
