@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from specmix.functional import (attention_core, fft_conv, fft_conv_ref, local_attention,
+from specmix.functional import (attention_core, fft_conv, fft_conv_len, fft_conv_ref, local_attention,
                                 next_fast_len, sliding_window_mask)
 
 from helpers import assert_causal, circular_fft_conv
@@ -138,3 +138,20 @@ def test_local_attention_matches_dense_mask(n, window, causal):
     mask = sliding_window_mask(n, window, causal=causal)
     assert torch.allclose(plain, F.scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-10)
     assert math.isfinite(out.abs().sum().item())
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_channel_chunking_is_exact(monkeypatch, causal):
+    import specmix.functional as fn
+    monkeypatch.setattr(fn, "MIN_CHUNK_ROWS", 1)
+    monkeypatch.setattr(fn, "CHUNK_ELEMS_TRAIN", 64)
+    monkeypatch.setattr(fn, "CHUNK_ELEMS_INFER", 64)
+    x = torch.randn(2, 3, 21, 7, dtype=torch.float64, requires_grad=True)   # 7 channels
+    k = torch.randn(7, 15, dtype=torch.float64, requires_grad=True)
+    assert len(fn._channel_chunks(x.transpose(-1, -2), fft_conv_len(21, 15), True)) == 7
+    dy = torch.randn(2, 3, 21, 7, dtype=torch.float64)
+    gx, gk = torch.autograd.grad((fft_conv(x, k, causal=causal) * dy).sum(), (x, k))
+    rx, rk = torch.autograd.grad((fft_conv_ref(x, k, causal=causal) * dy).sum(), (x, k))
+    assert rel_err(gx, rx) < 1e-10 and rel_err(gk, rk) < 1e-10
+    with torch.no_grad():
+        assert rel_err(fft_conv(x, k, causal=causal), fft_conv_ref(x, k, causal=causal)) < 1e-10

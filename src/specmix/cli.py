@@ -61,12 +61,29 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(ns: argparse.Namespace) -> int:
+    from .bench import BenchConfig, format_report, run_sweep, write_outputs
+    cfg = dataclass_from_args(BenchConfig, ns)
+    try:
+        report = run_sweep(cfg)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    paths = write_outputs(report, cfg.out)
+    print(format_report(report))
+    print("wrote " + ", ".join(paths))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="specmix", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="the main job on the embedded defaults")
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     demo.set_defaults(func=_cmd_demo)
+    from .bench import BenchConfig
+    bench = sub.add_parser("bench", help="scaling benchmark: time and memory vs sequence length")
+    add_dataclass_args(bench, BenchConfig)
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 

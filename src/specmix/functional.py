@@ -23,10 +23,10 @@ H heads, E head width.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
-
 import torch
 import torch.nn.functional as F
+
+from .reference.spectral import next_fast_len
 
 __all__ = [
     "next_fast_len",
@@ -40,22 +40,6 @@ __all__ = [
 ]
 
 _FFT_DTYPES = (torch.float32, torch.float64)
-
-
-@lru_cache(maxsize=4096)
-def next_fast_len(n: int) -> int:
-    """Smallest ``m >= n`` whose prime factors are 2, 3, 5 or 7 (fast for pocketfft and cuFFT)."""
-    if n < 1:
-        raise ValueError(f"next_fast_len: n must be >= 1, got {n}")
-    m = n
-    while True:
-        r = m
-        for p in (2, 3, 5, 7):
-            while r % p == 0:
-                r //= p
-        if r == 1:
-            return m
-        m += 1
 
 
 def _check_conv_args(x: torch.Tensor, k: torch.Tensor) -> None:
@@ -86,41 +70,67 @@ def fft_conv_len(seq_len: int, n_taps: int) -> int:
     return next_fast_len(seq_len + n_taps - 1)
 
 
+# Channels are processed in chunks of rows so that temporaries stay small. Training keeps
+# chunks small (peak memory: the output plus one chunk's buffers); inference chunks only
+# huge problems, since torch's CPU FFT runs fastest on many rows per call (measured on
+# 2 cores: 32-row chunks of n_fft = 2^17 cost 1.6x a single 256-row call).
+CHUNK_ELEMS_TRAIN = 1 << 16
+CHUNK_ELEMS_INFER = 1 << 25
+MIN_CHUNK_ROWS = 32
+
+
+def _channel_chunks(x_t: torch.Tensor, n_fft: int, training: bool) -> list[slice]:
+    n_rows = x_t[..., 0, 0].numel()                           # product of batch dims
+    budget = CHUNK_ELEMS_TRAIN if training else CHUNK_ELEMS_INFER
+    size = max(budget // max(1, n_rows * (n_fft // 2 + 1)), MIN_CHUNK_ROWS)
+    d_model = x_t.shape[-2]
+    return [slice(c, min(c + size, d_model)) for c in range(0, d_model, size)]
+
+
 class _FFTConv(torch.autograd.Function):
-    """Channels-first linear convolution whose backward is itself two FFT convolutions.
+    """Channels-first linear convolution whose backward is itself FFT convolutions.
 
     Forward: ``y = irfft(rfft(x) * k_f)[start:start+N]``. Backward, with ``dy`` placed at
     offset ``start`` in a zero buffer of length n_fft: ``dx = irfft(rfft(dy) * conj(k_f))[:N]``
     (a correlation with k) and ``dk = irfft(sum_batch rfft(dy) * conj(rfft(x)))[:L]``.
-    Only x and k_f are saved; rfft(x) is recomputed in backward when k needs a gradient,
-    which keeps one complex (..., D, F) buffer alive at a time instead of two.
+    Work runs in channel chunks (see ``CHUNK_ELEMS_TRAIN``); only x and k are saved, spectra
+    are recomputed per chunk, so the extra memory is the output plus one chunk's buffers.
     """
 
     @staticmethod
     def forward(ctx, x_t, k, k_f, n_fft: int, start: int):
         seq_len, n_taps = x_t.shape[-1], k.shape[-1]
-        if k_f is None:
-            k_f = torch.fft.rfft(k, n=n_fft)                 # (D, F) complex, once per call
-        y_f = torch.fft.rfft(x_t, n=n_fft)                   # (..., D, F) complex
-        y_f.mul_(k_f)
-        y = torch.fft.irfft(y_f, n=n_fft)                    # (..., D, n_fft)
-        ctx.save_for_backward(x_t, k_f)
+        chunks = _channel_chunks(x_t, n_fft, training=any(ctx.needs_input_grad[:2]))
+        ctx.save_for_backward(x_t, k)
         ctx.shape = (seq_len, n_taps, n_fft, start)
-        return y[..., start:start + seq_len]                 # (..., D, N)
+        y = x_t.new_empty(x_t.shape) if len(chunks) > 1 else None     # (..., D, N)
+        for c in chunks:
+            kf_c = k_f[c] if k_f is not None else torch.fft.rfft(k[c], n=n_fft)  # (C, F)
+            y_f = torch.fft.rfft(x_t[..., c, :], n=n_fft).mul_(kf_c)   # (..., C, F) complex
+            y_c = torch.fft.irfft(y_f, n=n_fft)[..., start:start + seq_len]  # (..., C, N)
+            if y is None:
+                return y_c          # one chunk: a view into the irfft buffer, no copy
+            y[..., c, :] = y_c
+        return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
-        x_t, k_f = ctx.saved_tensors
+        x_t, k = ctx.saved_tensors
         seq_len, n_taps, n_fft, start = ctx.shape
-        dy_f = torch.fft.rfft(F.pad(dy, (start, 0)) if start else dy, n=n_fft)  # (..., D, F)
-        dx = dk = None
-        if ctx.needs_input_grad[1]:
-            prod = torch.fft.rfft(x_t, n=n_fft).conj_physical_().mul_(dy_f)     # (..., D, F)
-            prod = prod.reshape(-1, *prod.shape[-2:]).sum(0)                     # (D, F)
-            dk = torch.fft.irfft(prod, n=n_fft)[:, :n_taps]                     # (D, L)
-        if ctx.needs_input_grad[0]:
-            dx = torch.fft.irfft(dy_f.mul_(k_f.conj()), n=n_fft)[..., :seq_len]  # (..., D, N)
+        need_dx, need_dk = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        dx = x_t.new_empty(x_t.shape) if need_dx else None             # (..., D, N)
+        dk = k.new_empty(k.shape) if need_dk else None                 # (D, L)
+        for c in _channel_chunks(x_t, n_fft, training=True):
+            dy_c = dy[..., c, :]
+            dy_f = torch.fft.rfft(F.pad(dy_c, (start, 0)) if start else dy_c, n=n_fft)
+            if need_dk:
+                prod = torch.fft.rfft(x_t[..., c, :], n=n_fft).conj_physical_().mul_(dy_f)
+                prod = prod.reshape(-1, *prod.shape[-2:]).sum(0) if prod.dim() > 2 else prod
+                dk[c] = torch.fft.irfft(prod, n=n_fft)[:, :n_taps]     # (C, L)
+            if need_dx:
+                kf_c = torch.fft.rfft(k[c], n=n_fft).conj_physical_()  # (C, F)
+                dx[..., c, :] = torch.fft.irfft(dy_f.mul_(kf_c), n=n_fft)[..., :seq_len]
         return dx, dk, None, None, None
 
 
@@ -129,8 +139,7 @@ def fft_conv_cf(x_t: torch.Tensor, k: torch.Tensor, *, causal: bool = True,
     """Channels-first :func:`fft_conv`: ``x_t`` is ``(..., D, N)``, the result ``(..., D, N)``.
 
     The FFTs then run on contiguous rows, with no transpose. ``k_f`` may pass a cached
-    ``rfft(k, n=fft_conv_len(N, L))`` (only when ``k`` needs no gradient). The result may
-    be a strided view into an ``(..., D, n_fft)`` buffer.
+    ``rfft(k, n=fft_conv_len(N, L))`` (only when ``k`` needs no gradient).
     """
     _check_conv_args(x_t.transpose(-1, -2), k)
     seq_len, n_taps = x_t.shape[-1], k.shape[-1]

@@ -1,0 +1,140 @@
+"""The operations the scaling benchmark times, one factory per op.
+
+Each factory builds its inputs for one sequence length and returns a zero-argument
+callable that performs one call of the op (forward, or forward + backward in train mode).
+Input creation is never timed.
+
+Legend: B batch, N sequence, D d_model, H heads, E = D / H.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .reference import spectral as np_spectral
+
+NUMPY_OPS = ("attention", "spectral", "spectral-circular")
+TORCH_OPS = ("naive", "sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "spectral-layer")
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """Everything a child process needs to rebuild one op at one length."""
+
+    backend: str
+    op: str
+    n: int
+    d_model: int
+    batch: int
+    heads: int
+    window: int
+    dtype: str
+    mode: str
+    device: str
+
+
+def spectral_n_fft(n: int) -> int:
+    """FFT length of the causal spectral op at length n (kernel of n taps)."""
+    return np_spectral.next_fast_len(2 * n - 1)
+
+
+def memory_estimate_bytes(spec: OpSpec) -> int:
+    """A coarse upper estimate, used only to skip configs that cannot fit in RAM."""
+    item = np.dtype(spec.dtype).itemsize
+    if spec.op in ("attention", "naive"):
+        n_mats = 3 if spec.mode == "train" else 2
+        return n_mats * spec.batch * spec.n * spec.n * item
+    return 16 * spec.batch * spec.d_model * spectral_n_fft(spec.n) * item
+
+
+def make_numpy_op(spec: OpSpec) -> Callable[[], object]:
+    rng = np.random.default_rng(0)
+    dtype, n, d = np.dtype(spec.dtype), spec.n, spec.d_model
+    if spec.op == "attention":
+        q, k, v = (rng.standard_normal((n, d)).astype(dtype) for _ in range(3))
+        return lambda: np_spectral.attention_core(q, k, v)
+    x_t = rng.standard_normal((d, n)).astype(dtype)                   # (D, N)
+    taps = rng.standard_normal((d, n)) * np.exp(-np.arange(n) / 64.0)  # a learned causal filter
+    if spec.op == "spectral":
+        n_fft = spectral_n_fft(n)
+        k_f = np.fft.rfft(taps, n=n_fft).astype(np.result_type(dtype, np.complex64))
+        return lambda: np_spectral.apply_spectrum(x_t, k_f, n_fft)
+    if spec.op == "spectral-circular":
+        response = np.fft.rfft(taps, n=n).astype(np.result_type(dtype, np.complex64))
+        return lambda: np_spectral.circular_apply(x_t, response)
+    raise ValueError(f"--ops: unknown numpy op {spec.op!r}; choose from {NUMPY_OPS}")
+
+
+def make_torch_op(spec: OpSpec) -> Callable[[], object]:
+    import torch
+
+    from .filters import FrequencyFilter
+    from .functional import attention_core, fft_conv_cf, local_attention
+    from .layers import Attention, SpectralMixer
+
+    torch.manual_seed(0)
+    train = spec.mode == "train"
+    dev, dtype = torch.device(spec.device), getattr(torch, spec.dtype)
+    b, n, d, h = spec.batch, spec.n, spec.d_model, spec.heads
+
+    def tensor(*shape):
+        return torch.randn(*shape, device=dev, dtype=dtype).requires_grad_(train)
+
+    module = None
+    if spec.op == "naive":
+        q, k, v = tensor(b, n, d), tensor(b, n, d), tensor(b, n, d)
+        call, inputs = (lambda: attention_core(q, k, v, causal=True)), (q, k, v)
+    elif spec.op in ("sdpa", "local"):
+        q, k, v = (tensor(b, h, n, d // h) for _ in range(3))          # (B, H, N, E)
+        if spec.op == "sdpa":
+            call = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)  # noqa: E731
+        else:
+            call = lambda: local_attention(q, k, v, window=spec.window, causal=True)  # noqa: E731
+        inputs = (q, k, v)
+    elif spec.op == "spectral":
+        module = FrequencyFilter(d, n, device=dev, dtype=dtype)
+        x_t = tensor(b, d, n)                                          # (B, D, N) channels-first
+
+        def call():
+            k, k_f = module.kernel_for_conv(n)                         # cached in inference
+            return fft_conv_cf(x_t, k, k_f=k_f)
+        inputs = (x_t,)
+    elif spec.op == "fft-floor":
+        x_t, n_fft = tensor(b, d, n), spectral_n_fft(n)
+        call = lambda: torch.fft.irfft(torch.fft.rfft(x_t, n=n_fft), n=n_fft)  # noqa: E731
+        inputs = (x_t,)
+    elif spec.op in ("sdpa-layer", "spectral-layer"):
+        module = (Attention(d, h, device=dev, dtype=dtype) if spec.op == "sdpa-layer"
+                  else SpectralMixer(d, n, device=dev, dtype=dtype))
+        x = tensor(b, n, d)
+        call, inputs = (lambda: module(x)), (x,)
+    else:
+        raise ValueError(f"--ops: unknown torch op {spec.op!r}; choose from {TORCH_OPS}")
+    return _torch_step(call, inputs, module, train)
+
+
+def _torch_step(call, inputs, module, train: bool) -> Callable[[], object]:
+    import torch
+
+    params = [] if module is None else list(module.parameters())
+    if not train:
+        if module is not None:
+            module.eval().requires_grad_(False)
+
+        def forward():
+            with torch.no_grad():
+                return call()
+        return forward
+    grad_out = None
+
+    def step():
+        nonlocal grad_out
+        out = call()
+        if grad_out is None:
+            grad_out = torch.randn_like(out)
+        out.backward(grad_out)
+        for t in (*inputs, *params):
+            t.grad = None
+    return step

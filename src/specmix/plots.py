@@ -1,0 +1,53 @@
+"""Matplotlib figures (headless backend), each written atomically."""
+from __future__ import annotations
+
+import numpy as np
+
+from .io import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_scaling(report: dict, path: str) -> None:
+    """Log-log time vs n (one line per op, fitted slopes in the legend, n log n and n^2
+    guides) and, beside it, peak memory vs n."""
+    plt = _pyplot()
+    rows, slopes = report["results"], report["slopes"]
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(13, 5))
+    ops = list(dict.fromkeys(r["op"] for r in rows))
+    for op in ops:
+        pts = sorted((r["n"], r["ms"], r.get("peak_mb")) for r in rows if r["op"] == op)
+        n = np.array([p[0] for p in pts], dtype=float)
+        label = op + (f" (slope {slopes[op]:.2f})" if op in slopes else "")
+        ax_t.plot(n, [p[1] for p in pts], "o-", label=label)
+        mem = [(a, m) for a, _, m in pts if m is not None and m > 0]
+        if mem:
+            ax_m.plot([a for a, _ in mem], [m for _, m in mem], "o-", label=op)
+    if rows:
+        n_all = np.array(sorted({r["n"] for r in rows}), dtype=float)
+        ref = min(r["ms"] for r in rows if r["n"] == n_all[0])
+        ax_t.plot(n_all, ref * (n_all * np.log2(n_all)) / (n_all[0] * np.log2(n_all[0])),
+                  "k--", lw=0.8, label="O(n log n) guide")
+        ax_t.plot(n_all, ref * (n_all / n_all[0]) ** 2, "k:", lw=0.8, label="O(n^2) guide")
+        ax_t.set_ylim(bottom=min(r["ms"] for r in rows) / 2, top=max(r["ms"] for r in rows) * 2)
+    cfg = report.get("config", {})
+    title = (f"{cfg.get('backend', '')} {cfg.get('mode', '')}, d_model={cfg.get('d_model')}, "
+             f"batch={cfg.get('batch')}, {cfg.get('dtype')}")
+    for ax, ylabel in ((ax_t, "time per call (ms, median)"), (ax_m, "peak memory over one call (MB)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length n")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    ax_t.set_title("time: " + title)
+    ax_m.set_title("memory")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
