@@ -1,12 +1,30 @@
-"""specmix: FFT-based spectral mixing, an exact causal O(n log n) replacement for self-attention."""
-from .filters import FrequencyFilter, ImplicitFilter
-from .functional import attention_core, fft_conv, fft_conv_ref, local_attention, next_fast_len
-from .layers import MLP, Attention, Block, SpectralMixer
+"""specmix: FFT-based spectral mixing, an exact causal O(n log n) replacement for self-attention.
+
+The torch-based API is imported lazily, so that ``specmix.reference`` (NumPy only) and the
+command line's NumPy paths never load torch.
+"""
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "fft_conv", "fft_conv_ref", "attention_core", "local_attention", "next_fast_len",
-    "FrequencyFilter", "ImplicitFilter",
-    "SpectralMixer", "Attention", "MLP", "Block",
-]
+_EXPORTS = {
+    "fft_conv": "functional", "fft_conv_cf": "functional", "fft_conv_ref": "functional",
+    "attention_core": "functional", "local_attention": "functional",
+    "next_fast_len": "functional",
+    "FrequencyFilter": "filters", "ImplicitFilter": "filters",
+    "SpectralMixer": "layers", "Attention": "layers", "MLP": "layers", "Block": "layers",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'specmix' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

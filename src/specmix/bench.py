@@ -253,8 +253,11 @@ def run_sweep(cfg: BenchConfig, progress: bool = True) -> dict:
     finally:
         bar.close()
         pool.shutdown()
-    return {"env": environment(cfg), "config": asdict(cfg), "results": rows,
-            "slopes": fit_slopes(rows, fit), "fit_range": list(fit), "stopped": stopped}
+    report = {"env": environment(cfg), "config": asdict(cfg), "results": rows,
+              "slopes": fit_slopes(rows, fit), "fit_range": list(fit), "stopped": stopped}
+    if cfg.backend == "numpy":
+        report["published"] = PUBLISHED
+    return report
 
 
 def ms_of(report: dict, op: str, n: int) -> float | None:

@@ -74,6 +74,31 @@ def _cmd_bench(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reference(ns: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from .corpus import CorpusError
+    from .io import atomic_write_text
+    from .reference.report import format_report, plot_reference
+    from .reference.train import RefTrainConfig, run_reference
+    cfg = dataclass_from_args(RefTrainConfig, ns)
+    for name in ("steps", "context", "batch_size", "d_model", "n_layers", "eval_every", "eval_batches"):
+        if getattr(cfg, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    try:
+        result = run_reference(cfg)
+    except CorpusError as err:
+        raise UsageError(str(err)) from None
+    os.makedirs(cfg.out, exist_ok=True)
+    json_path = os.path.join(cfg.out, "reference.json")
+    atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
+    plot_reference(result, os.path.join(cfg.out, "reference_loss.png"))
+    print(format_report(result))
+    print(f"wrote {json_path}, {os.path.join(cfg.out, 'reference_loss.png')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="specmix", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="scaling benchmark: time and memory vs sequence length")
     add_dataclass_args(bench, BenchConfig)
     bench.set_defaults(func=_cmd_bench)
+    from .reference.train import RefTrainConfig
+    ref = sub.add_parser("reference", help="the NumPy-only char LM, its ablation and the bigram baseline")
+    add_dataclass_args(ref, RefTrainConfig)
+    ref.set_defaults(func=_cmd_reference)
     return parser
 
 

@@ -28,6 +28,10 @@ def plot_scaling(report: dict, path: str) -> None:
         mem = [(a, m) for a, _, m in pts if m is not None and m > 0]
         if mem:
             ax_m.plot([a for a, _ in mem], [m for _, m in mem], "o-", label=op)
+    published = report.get("published")
+    if published:
+        for op in ("attention", "spectral"):
+            ax_t.plot(published["n"], published[op], "x:", label=f"{op} (published note)")
     if rows:
         n_all = np.array(sorted({r["n"] for r in rows}), dtype=float)
         ref = min(r["ms"] for r in rows if r["n"] == n_all[0])

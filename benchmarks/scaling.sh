@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Regenerates the scaling results and the README tables:
+#   bash benchmarks/scaling.sh            (about 30-40 minutes on 2 cores)
+# Outputs: benchmarks/results/{numpy,torch-forward,torch-train}/bench.{json,csv} + PNG.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+R=benchmarks/results
+$PY -m specmix bench --backend numpy --lengths 128,256,512,1024,2048,4096,8192,16384 --out $R/numpy
+$PY -m specmix bench --backend torch --mode forward --out $R/torch-forward
+$PY -m specmix bench --backend torch --mode train --out $R/torch-train
+$PY -m specmix reference --data ../shared/data/tinyshakespeare.txt --out $R/reference
+$PY benchmarks/update_readme.py

@@ -1,0 +1,71 @@
+"""Rewrite the README's generated sections from result JSON files.
+
+A section is delimited by ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``;
+NAME maps to a JSON file under benchmarks/results and a formatter. Run after the
+benchmark scripts; never edit those sections by hand.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from specmix.bench import format_report  # noqa: E402
+from specmix.io import atomic_write_text  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _bench(name: str):
+    def render() -> str | None:
+        path = RESULTS / name / "bench.json"
+        if not path.exists():
+            return None
+        report = json.loads(path.read_text())
+        env = report["env"]
+        head = (f"`{path.relative_to(ROOT)}`: {env.get('cpu')}, {env.get('threads', '?')} threads, "
+                f"torch {env.get('torch', '-')}, numpy {env.get('numpy')}")
+        return head + "\n\n" + format_report(report)
+    return render
+
+
+def _json_section(filename: str, formatter_path: str):
+    def render() -> str | None:
+        path = RESULTS / filename
+        if not path.exists():
+            return None
+        module, func = formatter_path.rsplit(".", 1)
+        fmt = getattr(__import__(module, fromlist=[func]), func)
+        return fmt(json.loads(path.read_text()))
+    return render
+
+
+SECTIONS = {
+    "bench-numpy": _bench("numpy"),
+    "bench-torch-forward": _bench("torch-forward"),
+    "bench-torch-train": _bench("torch-train"),
+    "reference": _json_section("reference/reference.json", "specmix.reference.report.format_report"),
+}
+
+
+def main() -> int:
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    for name, render in SECTIONS.items():
+        body = render()
+        if body is None:
+            continue
+        pattern = re.compile(rf"(<!-- generated:{name} -->\n).*?(<!-- /generated:{name} -->)", re.S)
+        text, count = pattern.subn(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+        if count == 0:
+            print(f"README has no section {name}; skipped", file=sys.stderr)
+    atomic_write_text(readme, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

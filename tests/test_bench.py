@@ -1,0 +1,57 @@
+"""Smoke tests of `specmix bench` at tiny n (no timing is asserted)."""
+import json
+
+import pytest
+
+from specmix.bench import BenchConfig, fit_slopes, resolve
+from specmix.cli import main
+
+
+@pytest.mark.parametrize("backend,ops,mode", [
+    ("numpy", "attention,spectral,spectral-circular", "forward"),
+    ("torch", "sdpa,spectral,fft-floor,spectral-layer", "train"),
+])
+def test_bench_cli_writes_json_csv_png(tmp_path, capsys, backend, ops, mode):
+    out = tmp_path / backend
+    rc = main(["bench", "--backend", backend, "--ops", ops, "--lengths", "16,64", "--d-model", "8",
+               "--heads", "2", "--repeats", "2", "--mode", mode, "--fit-range", "16,64",
+               "--out", str(out)])
+    assert rc == 0
+    report = json.loads((out / "bench.json").read_text())
+    assert {"env", "results", "slopes", "fit_range"} <= report.keys()
+    rows = report["results"]
+    assert {(r["op"], r["n"]) for r in rows} == {(o, n) for o in ops.split(",") for n in (16, 64)}
+    for r in rows:
+        assert {"op", "backend", "mode", "n", "d_model", "batch", "ms", "ms_min", "ms_max",
+                "peak_mb"} <= r.keys()
+        assert r["ms_min"] <= r["ms"] <= r["ms_max"] and r["mode"] == mode
+    assert set(report["slopes"]) == set(ops.split(","))
+    assert (out / "bench.csv").read_text().count("\n") == len(rows) + 1
+    assert (out / "bench_scaling_loglog.png").stat().st_size > 1000
+    assert "Fitted log-log slopes" in capsys.readouterr().out
+
+
+def test_fit_slopes_recovers_exponents():
+    rows = [{"op": "a", "n": n, "ms": 3.0 * n**2} for n in (64, 128, 256, 512)]
+    rows += [{"op": "b", "n": n, "ms": 0.5 * n} for n in (64, 128, 256, 512)]
+    slopes = fit_slopes(rows, (64, 512))
+    assert abs(slopes["a"] - 2) < 1e-9 and abs(slopes["b"] - 1) < 1e-9
+    assert fit_slopes(rows, (64, 100)) == {}          # one point: no fit
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    (dict(ops="spectral,bogus"), "--ops: unknown"),
+    (dict(lengths="10,x"), "--lengths"),
+    (dict(lengths="0,4"), "positive"),
+    (dict(fit_range="100,10"), "--fit-range"),
+    (dict(heads=3), "--heads"),
+    (dict(dtype="int8"), "--dtype"),
+])
+def test_bench_bad_flags(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        resolve(BenchConfig(**kwargs))
+
+
+def test_bench_cli_bad_flag_exit_status(capsys):
+    assert main(["bench", "--ops", "nope", "--out", "/nonexistent/x"]) == 2
+    assert "--ops: unknown" in capsys.readouterr().err
