@@ -44,11 +44,44 @@ def _json_section(filename: str, formatter_path: str):
     return render
 
 
+def _swap() -> str | None:
+    path = RESULTS / "swap" / "swap.json"
+    if not path.exists():
+        return None
+    r = json.loads(path.read_text())
+    cfg = r["config"]
+    lines = ["| model | val loss | ms / step | params |", "|---|---|---|---|"]
+    lines += [f"| {x['model']} | {x['val_loss']:.3f} | {x['ms_per_step']:.1f} | {x['params']} |"
+              for x in r["results"]]
+    lines += ["", f"{cfg['steps']} steps, batch {cfg['batch_size']}, context {cfg['context']}, "
+              f"d_model {cfg['d_model']}, {cfg['n_layers']} layers, corpus {r['corpus']}."]
+    return "\n".join(lines)
+
+
+def _lm(name: str):
+    def render() -> str | None:
+        path = RESULTS / name / "metrics.jsonl"
+        if not path.exists():
+            return None
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        cfg = json.loads((RESULTS / name / "config.json").read_text())
+        m, t = cfg["model"], cfg["train"]
+        lines = ["| step | train loss | val loss | tokens/s | elapsed s |", "|---|---|---|---|---|"]
+        lines += [f"| {r['step']} | {r['train_loss']:.3f} | {r['val_loss']:.3f} | "
+                  f"{r['tokens_per_s']:.0f} | {r['elapsed_s']:.0f} |" for r in rows]
+        lines += ["", f"mixers `{m['mixers']}`, d_model {m['d_model']}, {m['n_layers']} layers, "
+                  f"context {m['context']}, batch {t['batch_size']}, lr {t['lr']}."]
+        return "\n".join(lines)
+    return render
+
+
 SECTIONS = {
     "bench-numpy": _bench("numpy"),
     "bench-torch-forward": _bench("torch-forward"),
     "bench-torch-train": _bench("torch-train"),
     "reference": _json_section("reference/reference.json", "specmix.reference.report.format_report"),
+    "swap": _swap,
+    "lm-spectral": _lm("lm-spectral"),
 }
 
 

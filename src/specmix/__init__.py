@@ -13,6 +13,8 @@ _EXPORTS = {
     "next_fast_len": "functional",
     "FrequencyFilter": "filters", "ImplicitFilter": "filters",
     "SpectralMixer": "layers", "Attention": "layers", "MLP": "layers", "Block": "layers",
+    "LMConfig": "model", "SpecMixLM": "model",
+    "SpectralSelfAttention": "swap", "swap_attention": "swap",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -103,9 +103,9 @@ def resolve(cfg: BenchConfig) -> tuple[BenchConfig, tuple[str, ...], tuple[int, 
 
 
 # ----------------------------------------------------------------------------- child side
-def _proc_kb(key: str) -> int | None:
+def _proc_kb(key: str, path: str = "/proc/self/status") -> int | None:
     try:
-        with open("/proc/self/status") as f:
+        with open(path) as f:
             for line in f:
                 if line.startswith(key + ":"):
                     return int(line.split()[1])
@@ -135,6 +135,12 @@ def run_one(spec: OpSpec, repeats: int, max_seconds: float) -> dict:
         from .bench_ops import make_torch_op
         fn = make_torch_op(spec)
         sync = torch.cuda.synchronize if spec.device == "cuda" else (lambda: None)
+    start = time.perf_counter()
+    peak_mb = _measure_peak_mb(spec, fn, sync)                 # the first call: also a warm-up
+    first = time.perf_counter() - start
+    if first > max_seconds:       # too slow to repeat: one-time costs are noise at this size
+        return {"ms": first * 1e3, "ms_min": first * 1e3, "ms_max": first * 1e3,
+                "repeats": 1, "peak_mb": peak_mb}
     fn()
     sync()                                                     # warm-up: plans, caches, pages
     peak_mb = _measure_peak_mb(spec, fn, sync)
@@ -209,6 +215,15 @@ def fit_slopes(rows: list[dict], fit: tuple[int, int]) -> dict[str, float]:
     return slopes
 
 
+def _predict_ms(rows: list[dict], op: str, n: int) -> float:
+    """Extrapolate an op's time to n from its last two points (power law); 0 if unknown."""
+    pts = sorted((r["n"], r["ms"]) for r in rows if r["op"] == op)[-2:]
+    if len(pts) < 2 or pts[1][0] <= pts[0][0]:
+        return 0.0
+    slope = max(1.0, math.log(pts[1][1] / pts[0][1]) / math.log(pts[1][0] / pts[0][0]))
+    return pts[1][1] * (n / pts[1][0]) ** slope
+
+
 def _new_pool(cfg: BenchConfig) -> cf.ProcessPoolExecutor:
     ctx = multiprocessing.get_context("spawn")
     return cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx, max_tasks_per_child=1)
@@ -221,7 +236,7 @@ def run_sweep(cfg: BenchConfig, progress: bool = True) -> dict:
     cfg, ops, lengths, fit = resolve(cfg)
     if cfg.malloc_tune:
         os.environ.update(MALLOC_TUNE)         # inherited by the spawned children
-    available = _proc_kb("MemAvailable") if os.path.exists("/proc/meminfo") else None
+    available = _proc_kb("MemAvailable", "/proc/meminfo")
     rows, stopped, pool = [], {}, _new_pool(cfg)
     bar = tqdm(total=len(ops) * len(lengths), disable=not progress, desc=f"bench {cfg.backend}")
     try:
@@ -238,6 +253,11 @@ def run_sweep(cfg: BenchConfig, progress: bool = True) -> dict:
                     row["n_fft"] = spectral_n_fft(n)
                 if available and memory_estimate_bytes(spec) > 0.6 * available * 1024:
                     stopped[op] = f"stopped before n={n}: would not fit in memory"
+                    continue
+                predicted = _predict_ms(rows, op, n)
+                if predicted > 4 * cfg.max_seconds * 1e3:
+                    stopped[op] = (f"stopped before n={n}: one call would take about "
+                                   f"{predicted / 1e3:.0f} s (extrapolated from the last two lengths)")
                     continue
                 bar.set_postfix_str(f"{op} n={n}")
                 try:

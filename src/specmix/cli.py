@@ -99,6 +99,83 @@ def _cmd_reference(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _validate_model_config(model_cfg) -> None:
+    from .layers import FILTERS, NORMS
+    model_cfg.mixer_kinds()
+    model_cfg.uses_positions()
+    if model_cfg.filter not in FILTERS:
+        raise ValueError(f"--filter: expected one of {FILTERS}, got {model_cfg.filter!r}")
+    if model_cfg.norm not in NORMS:
+        raise ValueError(f"--norm: expected one of {NORMS}, got {model_cfg.norm!r}")
+    for name in ("d_model", "n_layers", "n_heads", "context"):
+        if getattr(model_cfg, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(model_cfg, name)}")
+    if model_cfg.d_model % model_cfg.n_heads:
+        raise ValueError(f"--n-heads {model_cfg.n_heads} must divide --d-model {model_cfg.d_model}")
+
+
+def _cmd_train(ns: argparse.Namespace) -> int:
+    from .corpus import CorpusError
+    from .model import LMConfig
+    from .train import CheckpointError, TrainConfig, train
+    model_cfg, train_cfg = dataclass_from_args(LMConfig, ns), dataclass_from_args(TrainConfig, ns)
+    try:
+        _validate_model_config(model_cfg)
+        for name in ("steps", "batch_size", "eval_every", "eval_batches"):
+            if getattr(train_cfg, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(train_cfg, name)}")
+        metrics = train(model_cfg, train_cfg)
+    except (CorpusError, CheckpointError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    if metrics:
+        last = metrics[-1]
+        print(f"step {last['step']}: train {last['train_loss']:.4f}  val {last['val_loss']:.4f}  "
+              f"(checkpoint in {train_cfg.out})")
+    return 0
+
+
+def _cmd_sample(ns: argparse.Namespace) -> int:
+    import torch
+
+    from .corpus import CorpusError
+    from .train import CheckpointError, load_model, resolve_device
+    try:
+        device = resolve_device(ns.device)
+        model, tok = load_model(ns.checkpoint, device)
+        prompt = ns.prompt if ns.prompt is not None else ("\n" if "\n" in tok.chars else tok.chars[0])
+        if not prompt:
+            raise ValueError("--prompt must not be empty")
+        if ns.tokens < 0 or ns.temperature <= 0 or (ns.top_k is not None and ns.top_k < 1):
+            raise ValueError("need --tokens >= 0, --temperature > 0 and --top-k >= 1")
+        ids = torch.from_numpy(tok.encode(prompt))[None, -model.config.context:].to(device)
+    except (CorpusError, CheckpointError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    model.eval()
+    gen = torch.Generator(device=device).manual_seed(ns.seed)
+    out = model.generate(ids, ns.tokens, temperature=ns.temperature, top_k=ns.top_k, generator=gen)
+    print(prompt + tok.decode(out[0, ids.shape[1]:].tolist()))
+    return 0
+
+
+def _cmd_compare(ns: argparse.Namespace) -> int:
+    from .compare import format_compare, run_compare
+    from .corpus import CorpusError
+    from .model import LMConfig
+    from .train import TrainConfig
+    ns.mixers = ns.variants[0]
+    base, train_cfg = dataclass_from_args(LMConfig, ns), dataclass_from_args(TrainConfig, ns)
+    try:
+        for mixers in ns.variants:
+            base.mixers = mixers
+            _validate_model_config(base)
+        report = run_compare(ns.variants, base, train_cfg, train_cfg.out, tolerance=ns.tolerance)
+    except (CorpusError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    print(format_compare(report))
+    print(f"wrote {train_cfg.out}/compare.json, {train_cfg.out}/compare_loss.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="specmix", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +190,28 @@ def build_parser() -> argparse.ArgumentParser:
     ref = sub.add_parser("reference", help="the NumPy-only char LM, its ablation and the bigram baseline")
     add_dataclass_args(ref, RefTrainConfig)
     ref.set_defaults(func=_cmd_reference)
+    from .model import LMConfig
+    from .train import TrainConfig
+    tr = sub.add_parser("train", help="train a spectral / attention / hybrid LM")
+    add_dataclass_args(tr, LMConfig, skip=("vocab_size",))
+    add_dataclass_args(tr, TrainConfig)
+    tr.set_defaults(func=_cmd_train)
+    co = sub.add_parser("compare", help="train several mixer stacks with the same budget")
+    co.add_argument("--mixers", dest="variants", nargs="+", required=True,
+                    help="one pattern per variant, e.g. attention spectral-gated 'spectral,local:64'")
+    co.add_argument("--tolerance", type=float, default=0.05, help="parameter match (default: 0.05)")
+    add_dataclass_args(co, LMConfig, skip=("vocab_size", "mixers"))
+    add_dataclass_args(co, TrainConfig, skip=("resume", "stop_at"))
+    co.set_defaults(func=_cmd_compare, out="runs/compare")
+    sa = sub.add_parser("sample", help="generate text from a checkpoint")
+    sa.add_argument("--checkpoint", required=True, help="folder written by specmix train")
+    sa.add_argument("--prompt", default=None, help="text to continue (default: a newline)")
+    sa.add_argument("--tokens", type=int, default=200, help="new tokens (default: 200)")
+    sa.add_argument("--temperature", type=float, default=0.8, help="(default: 0.8)")
+    sa.add_argument("--top-k", type=int, default=None, help="sample from the k likeliest (default: all)")
+    sa.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    sa.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    sa.set_defaults(func=_cmd_sample)
     return parser
 
 

@@ -104,10 +104,21 @@ class SpectralMixer(nn.Module):
             self.short_conv.normal_(0.0, 0.1)
             self.short_conv[:, 0, -1 if self.causal else 1] += 1.0
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def _kernel(self, seq_len: int, causal: bool):
+        if causal == self.causal:
+            return self.filter.kernel_for_conv(seq_len)                # (D, L), cached spectrum
+        if causal:   # a bidirectional filter asked for a causal call: keep lags >= 0 only
+            return self.filter.kernel(seq_len)[:, seq_len - 1:], None  # (D, N)
+        raise ValueError("SpectralMixer: built with causal=True, it cannot run bidirectionally")
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *,
+                causal: bool | None = None) -> torch.Tensor:
+        """``causal=None`` follows the constructor; a bidirectional mixer also accepts
+        ``causal=True`` (its kernel and short conv restricted to lags >= 0)."""
         check_tokens(x, self.d_model, mask, "SpectralMixer")
+        causal = self.causal if causal is None else causal
         seq_len = x.shape[1]
-        k, k_f = self.filter.kernel_for_conv(seq_len)                 # (D, L), cached spectrum
+        k, k_f = self._kernel(seq_len, causal)
         keep = None if mask is None else mask[:, None, :].to(x.dtype)  # (B, 1, N)
         # channels-first from here on: the GEMM writes (B, C, N), so FFTs and the short
         # conv run along contiguous rows with no transpose copies
@@ -117,14 +128,17 @@ class SpectralMixer(nn.Module):
         if keep is not None:
             u = u * keep
         if self.gated:
+            taps = self.short_conv.to(u.dtype)                           # (C, 1, 3)
+            if causal and not self.causal:                               # drop the look-ahead tap
+                taps = torch.cat([taps[..., :2], torch.zeros_like(taps[..., 2:])], dim=-1)
             pad = (2, 0) if self.causal else (1, 1)
-            u = F.conv1d(F.pad(u, pad), self.short_conv.to(u.dtype), groups=u.shape[1])
+            u = F.conv1d(F.pad(u, pad), taps, groups=u.shape[1])
             if keep is not None:
                 u = u * keep
             q, kk, v = u.chunk(3, dim=1)                                 # 3 x (B, D, N)
-            y = q * fft_conv_cf(kk * v, k, causal=self.causal, k_f=k_f)
+            y = q * fft_conv_cf(kk * v, k, causal=causal, k_f=k_f)
         else:
-            y = fft_conv_cf(u, k, causal=self.causal, k_f=k_f)           # (B, D, N)
+            y = fft_conv_cf(u, k, causal=causal, k_f=k_f)                # (B, D, N)
         return _zero_padding(self.out_proj(y.transpose(1, 2)), mask)    # (B, N, D)
 
     def extra_repr(self) -> str:

@@ -55,3 +55,42 @@ def plot_scaling(report: dict, path: str) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+
+
+def plot_losses(metrics: list[dict], path: str, title: str = "training") -> None:
+    """Train and val loss vs step from ``metrics.jsonl`` rows."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    steps = [m["step"] for m in metrics]
+    ax.plot(steps, [m["train_loss"] for m in metrics], "o-", label="train")
+    ax.plot(steps, [m["val_loss"] for m in metrics], "o-", label="val")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def plot_compare(report: dict, path: str) -> None:
+    """Val loss vs step and vs wall-clock seconds, one line per variant."""
+    plt = _pyplot()
+    fig, (ax_s, ax_t) = plt.subplots(1, 2, figsize=(13, 4.8))
+    for v in report["variants"]:
+        if "curve" not in v:
+            continue
+        label = f"{v['mixers']} ({v['params'] / 1e6:.2f}M)"
+        ax_s.plot([m["step"] for m in v["curve"]], [m["val_loss"] for m in v["curve"]], "o-", ms=3, label=label)
+        ax_t.plot([m["elapsed_s"] for m in v["curve"]], [m["val_loss"] for m in v["curve"]], "o-", ms=3, label=label)
+    for ax, xlabel in ((ax_s, "step"), (ax_t, "wall-clock seconds")):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("val loss (nats/char)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)

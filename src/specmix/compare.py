@@ -1,0 +1,94 @@
+"""``specmix compare``: train several mixer stacks with one budget, side by side.
+
+Every variant gets the same seed (so the same data order), steps, batch, context and
+optimizer. Parameter counts are matched to the first variant within ``tolerance`` by
+adjusting each variant's MLP width (``mlp_ratio``), the only free knob that leaves the
+mixers as they are; the counts are reported. A variant that crashes is reported and the
+others still run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import traceback
+
+from .io import atomic_write_text
+from .model import LMConfig, SpecMixLM
+from .train import TrainConfig, train
+
+
+def params_of(cfg: LMConfig) -> int:
+    return SpecMixLM(cfg).num_params()
+
+
+def match_params(cfg: LMConfig, target: int, tolerance: float) -> LMConfig:
+    """Return ``cfg`` with the ``mlp_ratio`` whose parameter count is closest to ``target``.
+
+    Parameters are affine in the MLP width, so two evaluations give the slope; the hidden
+    width is rounded to an integer, and a ValueError says so if that misses the tolerance.
+    """
+    d = cfg.d_model
+    p1, p2 = params_of(dataclasses.replace(cfg, mlp_ratio=1.0)), params_of(dataclasses.replace(cfg, mlp_ratio=2.0))
+    per_unit = (p2 - p1) / d                                 # params per hidden unit
+    hidden = max(1, round(d + (target - p1) / per_unit))
+    matched = dataclasses.replace(cfg, mlp_ratio=hidden / d)
+    got = params_of(matched)
+    if abs(got - target) > tolerance * target:
+        raise ValueError(f"cannot match {target} parameters within {tolerance:.0%} for "
+                         f"mixers {cfg.mixers!r} (closest: {got})")
+    return matched
+
+
+def run_compare(variants: list[str], base: LMConfig, train_cfg: TrainConfig, out: str,
+                tolerance: float = 0.05, progress: bool = True) -> dict:
+    """Train each variant in turn into ``out/<i>-<name>``; write ``out/compare.json``."""
+    from .data import TokenData
+    base.vocab_size = TokenData.load(train_cfg.data, base.context).tokenizer.vocab_size
+    results, target = [], None
+    for i, mixers in enumerate(variants):
+        cfg = dataclasses.replace(base, mixers=mixers)
+        entry = {"mixers": mixers}
+        try:
+            cfg.mixer_kinds()
+            if target is None:
+                target = params_of(cfg)
+            else:
+                cfg = match_params(cfg, target, tolerance)
+            entry.update(params=params_of(cfg), mlp_ratio=cfg.mlp_ratio)
+            run_dir = os.path.join(out, f"{i}-{mixers.replace(',', '_').replace(':', '')}")
+            start = time.perf_counter()
+            metrics = train(cfg, dataclasses.replace(train_cfg, out=run_dir, resume=False), progress)
+            entry.update(wall_s=time.perf_counter() - start, final_val_loss=metrics[-1]["val_loss"],
+                         best_val_loss=min(m["val_loss"] for m in metrics),
+                         tokens_per_s=sum(m["tokens_per_s"] for m in metrics) / len(metrics),
+                         curve=metrics, out=run_dir)
+        except Exception as err:          # report the crash, keep comparing the others
+            entry["error"] = f"{type(err).__name__}: {err}"
+            entry["traceback"] = traceback.format_exc(limit=5)
+        results.append(entry)
+    report = {"model": base.to_dict(), "train": dataclasses.asdict(train_cfg), "variants": results}
+    os.makedirs(out, exist_ok=True)
+    atomic_write_text(os.path.join(out, "compare.json"), json.dumps(report, indent=2) + "\n")
+    try:
+        from .plots import plot_compare
+        plot_compare(report, os.path.join(out, "compare_loss.png"))
+    except ImportError:
+        pass
+    return report
+
+
+def format_compare(report: dict) -> str:
+    lines = ["| mixers | params | final val | best val | tokens/s | wall s |", "|---|---|---|---|---|---|"]
+    for v in report["variants"]:
+        if "error" in v:
+            lines.append(f"| `{v['mixers']}` | {v.get('params', '-')} | failed: {v['error']} | | | |")
+            continue
+        lines.append(f"| `{v['mixers']}` | {v['params']} | {v['final_val_loss']:.3f} | "
+                     f"{v['best_val_loss']:.3f} | {v['tokens_per_s']:.0f} | {v['wall_s']:.0f} |")
+    t, m = report["train"], report["model"]
+    lines += ["", f"d_model {m['d_model']}, {m['n_layers']} layers, context {m['context']}, batch "
+              f"{t['batch_size']}, {t['steps']} steps, lr {t['lr']} (cosine to {t['min_lr_ratio']}x), "
+              f"dropout {m['dropout']}, seed {t['seed']}; MLP widths adjusted to match parameters."]
+    return "\n".join(lines)

@@ -1,0 +1,39 @@
+"""Token data for torch training: a corpus, its char tokenizer, splits and batches.
+
+Text handling lives in :mod:`specmix.corpus` (NumPy only); this module moves batches
+to torch. Batches are random contiguous windows drawn from a seeded NumPy generator,
+whose state is saved in checkpoints so that a resumed run sees the same data order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .corpus import CharTokenizer, CorpusError, load_corpus, sample_batch, split_tokens
+
+
+@dataclass
+class TokenData:
+    tokenizer: CharTokenizer
+    train: np.ndarray
+    val: np.ndarray
+    name: str
+
+    @classmethod
+    def load(cls, data: str | None, context: int, tokenizer: CharTokenizer | None = None) -> "TokenData":
+        text, name = load_corpus(data)
+        tok = tokenizer or CharTokenizer.from_text(text)
+        train, val = split_tokens(tok.encode(text))
+        shortest = min(len(train), len(val))
+        if shortest <= context:
+            raise CorpusError(f"--context {context} is too large for {name}: its smallest split "
+                              f"has {shortest} characters (need more than the context)")
+        return cls(tok, train, val, name)
+
+    def batch(self, split: str, batch_size: int, context: int, rng: np.random.Generator,
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)`` int64 ``(B, context)``: inputs and next-token targets."""
+        x, y = sample_batch(self.train if split == "train" else self.val, batch_size, context, rng)
+        return torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)

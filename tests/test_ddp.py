@@ -1,0 +1,37 @@
+"""Two CPU processes under torchrun (gloo) follow the single-process loss curve."""
+import json
+import os
+import subprocess
+import sys
+
+from test_train import TEXT
+
+
+def args(data, out):
+    return ["train", "--data", data, "--mixers", "spectral-gated,local:8", "--n-layers", "2",
+            "--d-model", "32", "--n-heads", "2", "--context", "32", "--batch-size", "8",
+            "--steps", "6", "--eval-every", "2", "--eval-batches", "2", "--warmup", "2",
+            "--lr", "3e-3", "--device", "cpu", "--out", str(out)]
+
+
+def metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_process_ddp_matches_single_process(tmp_path):
+    data = tmp_path / "corpus.txt"
+    data.write_text(TEXT)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    single = subprocess.run([sys.executable, "-m", "specmix", *args(str(data), tmp_path / "one")],
+                            capture_output=True, text=True, env=env)
+    assert single.returncode == 0, single.stderr[-2000:]
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", "-m", "specmix", *args(str(data), tmp_path / "two")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    one, two = metrics(tmp_path / "one"), metrics(tmp_path / "two")
+    assert [r["step"] for r in one] == [r["step"] for r in two] == [2, 4, 6]
+    for a, b in zip(one, two):
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-4
+        assert abs(a["val_loss"] - b["val_loss"]) < 1e-4
+    assert one[-1]["train_loss"] < one[0]["train_loss"] + 0.5

