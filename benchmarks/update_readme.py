@@ -81,6 +81,8 @@ SECTIONS = {
     "bench-torch-train": _bench("torch-train"),
     "reference": _json_section("reference/reference.json", "specmix.reference.report.format_report"),
     "swap": _swap,
+    "compare": _json_section("compare/compare.json", "specmix.compare.format_compare"),
+    "compare-ctx256": _json_section("compare-ctx256/compare.json", "specmix.compare.format_compare"),
     "lm-spectral": _lm("lm-spectral"),
 }
 

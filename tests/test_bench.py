@@ -55,3 +55,13 @@ def test_bench_bad_flags(kwargs, words):
 def test_bench_cli_bad_flag_exit_status(capsys):
     assert main(["bench", "--ops", "nope", "--out", "/nonexistent/x"]) == 2
     assert "--ops: unknown" in capsys.readouterr().err
+
+
+def test_predicted_time_uses_well_separated_lengths():
+    from specmix.bench import _predict_ms
+    rows = [{"op": "a", "n": 1024, "ms": 1.0}, {"op": "a", "n": 4096, "ms": 16.0},
+            {"op": "a", "n": 4099, "ms": 16.1}]
+    assert _predict_ms(rows, "a", 16384) == pytest.approx(16.1 * (16384 / 4099) ** 2, rel=0.01)
+    assert _predict_ms(rows[:1], "a", 4096) == 0.0
+    steep = [{"op": "b", "n": 100, "ms": 1.0}, {"op": "b", "n": 200, "ms": 1000.0}]
+    assert _predict_ms(steep, "b", 400) == pytest.approx(1000.0 * 8)   # slope clamped to 3

@@ -39,7 +39,7 @@ def test_train_writes_checkpoint_and_resume_is_exact(data, tmp_path, capsys):
     assert rows[-1]["val_loss"] < rows[0]["val_loss"]
     assert main(train_args(data, cut, "--stop-at", "10")) == 0
     assert [r["step"] for r in read_metrics(cut)] == [5, 10]
-    assert main(train_args(data, cut, "--resume", "true")) == 0
+    assert main(train_args(data, cut, "--resume")) == 0
     resumed = read_metrics(cut)
     assert [r["step"] for r in resumed] == [5, 10, 15, 20]
     for a, b in zip(rows, resumed):
@@ -70,10 +70,10 @@ def test_bad_inputs_are_one_line_errors(data, tmp_path, capsys):
     small = tmp_path / "small.txt"
     small.write_text("tiny corpus")
     one_line_error(capsys, train_args(str(small), out), "--context 32 is too large")
-    one_line_error(capsys, train_args(data, tmp_path / "none", "--resume", "true"), "no checkpoint in")
+    one_line_error(capsys, train_args(data, tmp_path / "none", "--resume"), "no checkpoint in")
     assert main(train_args(data, out, "--stop-at", "5")) == 0
     capsys.readouterr()
-    one_line_error(capsys, train_args(data, out, "--resume", "true", "--d-model", "16"),
+    one_line_error(capsys, train_args(data, out, "--resume", "--d-model", "16"),
                    "from another config (d_model: 32 in the checkpoint vs 16 now)")
     one_line_error(capsys, ["sample", "--checkpoint", str(out), "--prompt", "Z~", "--device", "cpu"],
                    "not in the vocabulary")
@@ -109,3 +109,25 @@ def test_default_corpus_comes_from_the_cache(tmp_path, monkeypatch):
     cached.write_text("cached works")
     monkeypatch.setattr(corpus.subprocess, "run", lambda *a, **k: pytest.fail("fetched again"))
     assert corpus.load_corpus(None) == ("cached works", "shakespeare")
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(data, tmp_path, monkeypatch):
+    import torch
+
+    import specmix.train as tr
+    real_get_lr = tr.get_lr
+
+    def interrupt_at_7(step, cfg):
+        if step == 7:
+            raise KeyboardInterrupt
+        return real_get_lr(step, cfg)
+    monkeypatch.setattr(tr, "get_lr", interrupt_at_7)
+    out = tmp_path / "int"
+    assert main(train_args(data, out)) == 0                  # exits cleanly
+    assert torch.load(out / "state.pt", weights_only=False)["step"] == 7
+    monkeypatch.setattr(tr, "get_lr", real_get_lr)
+    assert main(train_args(data, out, "--resume")) == 0
+    full = tmp_path / "full"
+    assert main(train_args(data, full)) == 0
+    for a, b in zip(read_metrics(full), read_metrics(out)):
+        assert a["step"] == b["step"] and a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-6)

@@ -216,12 +216,18 @@ def fit_slopes(rows: list[dict], fit: tuple[int, int]) -> dict[str, float]:
 
 
 def _predict_ms(rows: list[dict], op: str, n: int) -> float:
-    """Extrapolate an op's time to n from its last two points (power law); 0 if unknown."""
-    pts = sorted((r["n"], r["ms"]) for r in rows if r["op"] == op)[-2:]
-    if len(pts) < 2 or pts[1][0] <= pts[0][0]:
+    """Extrapolate an op's time to n by a power law through its last point and the last
+    one at most half as long (slope clamped to [1, 3]); 0 when there is no such pair."""
+    pts = sorted((r["n"], r["ms"]) for r in rows if r["op"] == op)
+    if not pts:
         return 0.0
-    slope = max(1.0, math.log(pts[1][1] / pts[0][1]) / math.log(pts[1][0] / pts[0][0]))
-    return pts[1][1] * (n / pts[1][0]) ** slope
+    n1, ms1 = pts[-1]
+    earlier = [p for p in pts if 2 * p[0] <= n1]
+    if not earlier:
+        return 0.0
+    n0, ms0 = earlier[-1]
+    slope = min(3.0, max(1.0, math.log(ms1 / ms0) / math.log(n1 / n0)))
+    return ms1 * (n / n1) ** slope
 
 
 def _new_pool(cfg: BenchConfig) -> cf.ProcessPoolExecutor:
@@ -257,7 +263,7 @@ def run_sweep(cfg: BenchConfig, progress: bool = True) -> dict:
                 predicted = _predict_ms(rows, op, n)
                 if predicted > 4 * cfg.max_seconds * 1e3:
                     stopped[op] = (f"stopped before n={n}: one call would take about "
-                                   f"{predicted / 1e3:.0f} s (extrapolated from the last two lengths)")
+                                   f"{predicted / 1e3:.0f} s (power law through earlier lengths)")
                     continue
                 bar.set_postfix_str(f"{op} n={n}")
                 try:

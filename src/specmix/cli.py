@@ -47,6 +47,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, skip: tuple[str,
                       help=f"{meta.get('help', '')} (default: {default})")
         if "choices" in meta:
             kwargs["choices"] = meta["choices"]
+        if kwargs["type"] is _parse_bool:     # `--flag` alone means true; `--flag false` works too
+            kwargs.update(nargs="?", const=True, metavar="BOOL")
         group.add_argument("--" + field.name.replace("_", "-"), **kwargs)
 
 

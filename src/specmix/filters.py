@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from .functional import fft_conv_len
+from .functional import fft_conv_len, next_fast_len
 
 __all__ = ["FrequencyFilter", "ImplicitFilter", "decaying_kernel"]
 
@@ -74,8 +74,8 @@ class FrequencyFilter(_KernelFilter):
     """The note's learned frequency-domain filter, projected onto exact (causal) kernels.
 
     The parameter ``response`` is a complex frequency response per channel, stored as
-    real pairs ``(D, F, 2)`` on the DFT grid of length ``n_grid``: ``max_len`` when causal,
-    ``2 * max_len - 1`` when bidirectional. Its inverse real FFT is a circular kernel;
+    real pairs ``(D, F, 2)`` on the DFT grid of length ``n_grid``: the first fast FFT length
+    ``>= max_len`` when causal, ``>= 2 * max_len - 1`` when bidirectional. Its inverse real FFT is a circular kernel;
     :meth:`kernel` reads position m of it as lag m (and, bidirectional, position
     ``n_grid - m`` as lag -m), which is the projection onto kernels of the right support:
     a causal filter has no anti-causal tail at all. The kernel is then applied as a
@@ -99,7 +99,9 @@ class FrequencyFilter(_KernelFilter):
                  device=None, dtype=None) -> None:
         super().__init__()
         self.d_model, self.max_len, self.causal = d_model, _check_seq_len(max_len, "max_len"), causal
-        self.n_grid = max_len if causal else 2 * max_len - 1
+        # a fast DFT length: a prime grid (max_len = 4099, 65537) would make every kernel
+        # irfft a slow Bluestein transform; extra taps beyond max_len are never used
+        self.n_grid = next_fast_len(max_len if causal else 2 * max_len - 1)
         n_freq = self.n_grid // 2 + 1
         self.response = nn.Parameter(torch.empty(d_model, n_freq, 2, device=device, dtype=dtype))
         self.reset_parameters()
@@ -108,7 +110,8 @@ class FrequencyFilter(_KernelFilter):
     def reset_parameters(self) -> None:
         taps = decaying_kernel(self.d_model, self.max_len)               # (D, max_len) lags >= 0
         if not self.causal:   # symmetric start: the same taps for look-back and look-ahead
-            taps = torch.cat([taps, taps[:, 1:].flip(-1)], dim=-1)       # (D, n_grid) circular
+            gap = self.n_grid - (2 * self.max_len - 1)                   # unused lags, zero
+            taps = torch.cat([taps, taps.new_zeros(self.d_model, gap), taps[:, 1:].flip(-1)], dim=-1)
         resp = torch.fft.rfft(taps, n=self.n_grid)                       # (D, F) complex
         self.response.copy_(torch.view_as_real(resp))
 

@@ -51,6 +51,12 @@ class SpectralMixer(nn.Module):
     linear convolution of each channel with the filter's kernel, computed by zero-padded
     ``rfft -> multiply -> irfft`` (exact at any N; see :mod:`specmix.functional`).
 
+    FFT convention: real FFTs along the sequence axis N, ``rfft`` unnormalised and ``irfft``
+    dividing by ``n_fft``, with ``n_fft >= N + L - 1`` (zero padding, then cropping to N), so
+    the product of spectra is a linear, never circular, convolution. A causal kernel puts
+    lag s at tap s: ``y[t] = sum_{s <= t} k[s] u[t - s]``; a bidirectional one is centred.
+    FFTs run in float32/float64 even under autocast; the result is cast back.
+
     Gated (H3/Hyena style, ``gated=True``): ``in`` yields three streams q, k, v, each
     through a short depthwise convolution of 3 taps, then ``y = out(q * conv_k(k * v))``:
     a data-dependent multiplicative gate around the long convolution.

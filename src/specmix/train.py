@@ -282,7 +282,7 @@ def train(model_cfg: LMConfig, cfg: TrainConfig, progress: bool = True) -> list[
             save()
     except KeyboardInterrupt:
         save()
-        bar.write(f"interrupted: checkpoint saved at step {run.step} in {cfg.out} (resume with --resume true)")
+        bar.write(f"interrupted: checkpoint saved at step {run.step} in {cfg.out} (resume with --resume)")
     finally:
         bar.close()
         if dist.world > 1:
