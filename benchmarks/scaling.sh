@@ -9,5 +9,7 @@ R=benchmarks/results
 $PY -m specmix bench --backend numpy --lengths 128,256,512,1024,2048,4096,8192,16384 --out $R/numpy
 $PY -m specmix bench --backend torch --mode forward --out $R/torch-forward
 $PY -m specmix bench --backend torch --mode train --out $R/torch-train
+$PY -m specmix bench --backend torch --mode train --ops sdpa,spectral,fft-floor --lengths 16384,65536 \
+    --max-seconds 90 --out $R/torch-train-65536
 $PY -m specmix reference --data ../shared/data/tinyshakespeare.txt --out $R/reference
 $PY benchmarks/update_readme.py

@@ -27,8 +27,11 @@ def _bench(name: str):
             return None
         report = json.loads(path.read_text())
         env = report["env"]
-        head = (f"`{path.relative_to(ROOT)}`: {env.get('cpu')}, {env.get('threads', '?')} threads, "
-                f"torch {env.get('torch', '-')}, numpy {env.get('numpy')}")
+        parts = [f"`{path.relative_to(ROOT)}`: {env.get('cpu')} ({env.get('cpu_count')} cores)"]
+        if "torch" in env:
+            parts.append(f"torch {env['torch']} with {env['threads']} threads, FFT {env['torch_fft']}")
+        parts.append(f"numpy {env.get('numpy')}")
+        head = ", ".join(parts)
         return head + "\n\n" + format_report(report)
     return render
 
@@ -79,6 +82,7 @@ SECTIONS = {
     "bench-numpy": _bench("numpy"),
     "bench-torch-forward": _bench("torch-forward"),
     "bench-torch-train": _bench("torch-train"),
+    "bench-torch-train-65536": _bench("torch-train-65536"),
     "reference": _json_section("reference/reference.json", "specmix.reference.report.format_report"),
     "swap": _swap,
     "compare": _json_section("compare/compare.json", "specmix.compare.format_compare"),
