@@ -13,6 +13,14 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: str) -> None:
+    """Tight layout, write the PNG atomically, close the figure."""
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    _pyplot().close(fig)
+
+
 def plot_scaling(report: dict, path: str) -> None:
     """Log-log time vs n (one line per op, fitted slopes in the legend, n log n and n^2
     guides) and, beside it, peak memory vs n."""
@@ -51,10 +59,7 @@ def plot_scaling(report: dict, path: str) -> None:
         ax.legend(fontsize=8)
     ax_t.set_title("time: " + title)
     ax_m.set_title("memory")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_losses(metrics: list[dict], path: str, title: str = "training") -> None:
@@ -69,10 +74,7 @@ def plot_losses(metrics: list[dict], path: str, title: str = "training") -> None
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_compare(report: dict, path: str) -> None:
@@ -90,7 +92,4 @@ def plot_compare(report: dict, path: str) -> None:
         ax.set_ylabel("val loss (nats/char)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

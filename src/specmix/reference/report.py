@@ -17,8 +17,7 @@ def format_report(r: dict) -> str:
 
 
 def plot_reference(r: dict, path: str) -> None:
-    from ..plots import _pyplot
-    from ..io import atomic_path
+    from ..plots import _pyplot, save_figure
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     steps = [p["step"] for p in r["loss_curve"]]
@@ -32,7 +31,4 @@ def plot_reference(r: dict, path: str) -> None:
     ax.set_title("NumPy reference char LM")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
