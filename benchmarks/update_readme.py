@@ -78,6 +78,33 @@ def _lm(name: str):
     return render
 
 
+def _lengths() -> str | None:
+    from specmix.lengths import format_lengths
+    path = RESULTS / "lengths" / "lengths.json"
+    if not path.exists():
+        return None
+    r = json.loads(path.read_text())
+    m, t = r["model"], json.loads((RESULTS / "lengths-train" / "config.json").read_text())["train"]
+    last = [json.loads(x) for x in (RESULTS / "lengths-train" / "metrics.jsonl").read_text().splitlines()][-1]
+    return (format_lengths(r) + "\n\n" +
+            f"mixers `{m['mixers']}`, filter {m['filter']}, d_model {m['d_model']}, {m['n_layers']} layers, "
+            f"trained at context {m['context']}: {t['steps']} steps of batch {t['batch_size']}, "
+            f"{last['elapsed_s']:.0f} s, val loss {last['val_loss']:.3f} (random windows) at the end.")
+
+
+def _decode() -> str | None:
+    from specmix.bench_decode import format_decode
+    path = RESULTS / "decode" / "decode.json"
+    if not path.exists():
+        return None
+    r = json.loads(path.read_text())
+    c, rows = r["config"], r["rows"]
+    params = ", ".join(f"{k}: {p}" for k, p in dict((x["mixers"], x["params"]) for x in rows).items())
+    return (format_decode(r) + "\n\n" +
+            f"{c['new_tokens']} new tokens after each prompt, d_model {c['d_model']}, {c['n_layers']} "
+            f"layers, parameters {params}; device {r['device']}, torch {r['torch']}, {r['threads']} threads.")
+
+
 SECTIONS = {
     "bench-numpy": _bench("numpy"),
     "bench-torch-forward": _bench("torch-forward"),
@@ -88,6 +115,12 @@ SECTIONS = {
     "compare": _json_section("compare/compare.json", "specmix.compare.format_compare"),
     "compare-ctx256": _json_section("compare-ctx256/compare.json", "specmix.compare.format_compare"),
     "lm-spectral": _lm("lm-spectral"),
+    "recall": _json_section("recall/compare.json", "specmix.compare.format_compare"),
+    "recall-head1": _json_section("recall-head1/compare.json", "specmix.compare.format_compare"),
+    "lm-context": _bench("lm-context"),
+    "lengths": _lengths,
+    "lm-4096": _lm("lm-4096"),
+    "decode": _decode,
 }
 
 

@@ -18,6 +18,7 @@ MIXERS = {
     "spectral-implicit": lambda causal: spectral(causal, filter="implicit"),
     "spectral-gated": lambda causal: spectral(causal, gated=True),
     "spectral-implicit-gated": lambda causal: spectral(causal, filter="implicit", gated=True),
+    "spectral-gated-heads": lambda causal: spectral(causal, gated=True, head_dim=4),
     "attention": lambda causal: Attention(D, 4, causal=causal),
     "local": lambda causal: Attention(D, 2, causal=causal, window=5),
 }
@@ -135,6 +136,10 @@ def test_bad_mask(mixer_name):
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="filter must be one of"):
         SpectralMixer(D, 8, filter="fourier")
+    with pytest.raises(ValueError, match="head_dim must be"):
+        SpectralMixer(D, 8, gated=True, head_dim=3)
+    with pytest.raises(ValueError, match="head_dim must be"):
+        SpectralMixer(D, 8, head_dim=4)                        # outer products need the gate
     with pytest.raises(ValueError, match="n_heads must divide"):
         Attention(D, 3)
     with pytest.raises(ValueError, match="window must be"):
@@ -182,3 +187,36 @@ def test_implicit_filter_under_autocast_inference():
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         y = mixer(x)
     assert y.dtype == torch.bfloat16 and torch.isfinite(y.float()).all()
+
+
+def _multi_head_reference(mixer, x):
+    """The H3-style multi-head gate written as loops: y_j = sum_i q_i conv_i(k_i v_j)."""
+    import torch.nn.functional as F
+    from specmix.functional import fft_conv_ref
+    h, d, n = mixer.head_dim, mixer.d_model, x.shape[1]
+    u = F.conv1d(F.pad(mixer.in_proj(x).transpose(1, 2), (2, 0)), mixer.short_conv, groups=3 * d)
+    q, k, v = u.chunk(3, dim=1)                                     # (B, D, N) each
+    kernel = mixer.filter.kernel(n)                                  # (D, N)
+    out = torch.zeros_like(q)
+    for head in range(d // h):
+        for j in range(h):
+            for i in range(h):
+                c_i, c_j = head * h + i, head * h + j
+                kv = (k[:, c_i] * v[:, c_j])[:, :, None]            # (B, N, 1)
+                conv = fft_conv_ref(kv, kernel[c_i: c_i + 1])[:, :, 0]
+                out[:, c_j] += q[:, c_i] * conv
+    return mixer.out_proj(out.transpose(1, 2))
+
+
+@pytest.mark.parametrize("filter_kind", ["frequency", "implicit"])
+def test_multi_head_gate_matches_loops_in_values_and_gradients(filter_kind):
+    torch.manual_seed(0)
+    mixer = SpectralMixer(8, 12, gated=True, head_dim=4, filter=filter_kind).double()
+    x = torch.randn(2, 9, 8, dtype=torch.float64, requires_grad=True)
+    y, ref = mixer(x), _multi_head_reference(mixer, x)
+    assert (y - ref).abs().max().item() < 1e-12
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, [x, *mixer.parameters()], g)
+    grads_ref = torch.autograd.grad(ref, [x, *mixer.parameters()], g)
+    for a, b in zip(grads, grads_ref):
+        assert (a - b).abs().max().item() < 1e-10

@@ -14,10 +14,14 @@ def tiny(mixers="spectral", **kw) -> SpecMixLM:
     return SpecMixLM(cfg).eval()
 
 
-@pytest.mark.parametrize("mixers,filt", [(p, "frequency") for p in PATTERNS] +
-                         [("spectral-gated", "implicit"), ("spectral", "implicit")])
-def test_cached_decoding_matches_full_forward(mixers, filt):
-    model = tiny(mixers, filter=filt)
+@pytest.mark.parametrize("mixers,filt,head_dim,min_block", [(p, "frequency", 1, 64) for p in PATTERNS] + [
+    ("spectral-gated", "implicit", 1, 64), ("spectral", "implicit", 1, 64),
+    ("spectral-gated", "frequency", 4, 64),
+    ("spectral-gated", "implicit", 1, 1), ("spectral,spectral-gated", "frequency", 8, 2)])
+def test_cached_decoding_matches_full_forward(mixers, filt, head_dim, min_block, monkeypatch):
+    """min_block 1-2: the spectral cache folds its past into the FFT part every few tokens."""
+    monkeypatch.setattr("specmix.cache.MIN_FOLD_BLOCK", min_block)
+    model = tiny(mixers, filter=filt, head_dim=head_dim)
     prompt = torch.randint(0, 11, (2, 10), generator=torch.Generator().manual_seed(1))
     out, cached = model.decode(prompt, 64, pick=lambda logits: logits.argmax(-1))
     assert out.shape == (2, 74) and cached.shape == (2, 64, 11)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from .bench_ops import NUMPY_OPS, TORCH_OPS, OpSpec, memory_estimate_bytes, spectral_n_fft
+from .bench_ops import LM_OPS, NUMPY_OPS, TORCH_OPS, OpSpec, memory_estimate_bytes, spectral_n_fft
 
 # The note's table: "CPU / NumPy, single block", d_model 64.
 PUBLISHED = {
@@ -36,8 +36,9 @@ MALLOC_TUNE = {"MALLOC_MMAP_THRESHOLD_": str(1 << 34), "MALLOC_TRIM_THRESHOLD_":
 
 @dataclass
 class BenchConfig:
-    backend: str = field(default="torch", metadata={"help": "numpy (the published setup) or torch",
-                                                    "choices": ["numpy", "torch"]})
+    backend: str = field(default="torch", metadata={"help": "numpy (the published setup), torch (ops) "
+                                                    "or lm (whole models: --ops are mixer kinds)",
+                                                    "choices": ["numpy", "torch", "lm"]})
     ops: str = field(default="", metadata={"help": "comma list; empty = all of the backend"})
     lengths: str = field(default="", metadata={"help": "comma list of n; empty = backend default"})
     d_model: int = field(default=0, metadata={"help": "width; 0 = 64 (numpy) or 256 (torch)"})
@@ -46,6 +47,7 @@ class BenchConfig:
     mode: str = field(default="forward", metadata={"help": "forward (inference) or train (fwd+bwd)",
                                                    "choices": ["forward", "train"]})
     heads: int = field(default=4, metadata={"help": "heads of the sdpa/local/layer ops"})
+    n_layers: int = field(default=4, metadata={"help": "layers of the lm backend's models"})
     batch: int = field(default=1, metadata={"help": "batch size"})
     window: int = field(default=256, metadata={"help": "window of the local op"})
     max_seconds: float = field(default=20.0, metadata={"help": "stop growing n for an op after a call this slow"})
@@ -61,6 +63,8 @@ DEFAULTS = {
     "torch": dict(ops=TORCH_OPS, lengths=(256, 1024, 4096, 4099, 16384, 65536, 65537,
                                           262144, 1048576), d_model=256, dtype="float32",
                   fit=(4096, 1 << 20)),
+    "lm": dict(ops=LM_OPS, lengths=(256, 1024, 4096, 8192, 16384, 32768, 65536), d_model=128,
+               dtype="float32", fit=(4096, 65536)),
 }
 
 
@@ -93,6 +97,8 @@ def resolve(cfg: BenchConfig) -> tuple[BenchConfig, tuple[str, ...], tuple[int, 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if cfg.backend == "numpy" and device != "cpu":
         raise ValueError("--device: the numpy backend runs on the CPU only")
+    if cfg.n_layers < 1:
+        raise ValueError(f"--n-layers must be >= 1, got {cfg.n_layers}")
     if cfg.heads < 1 or (cfg.d_model or base["d_model"]) % cfg.heads:
         raise ValueError(f"--heads must divide --d-model, got {cfg.heads}")
     if cfg.dtype not in ("", "float32", "float64"):
@@ -132,8 +138,8 @@ def run_one(spec: OpSpec, repeats: int, max_seconds: float) -> dict:
     else:
         import torch
 
-        from .bench_ops import make_torch_op
-        fn = make_torch_op(spec)
+        from .bench_ops import make_lm_op, make_torch_op
+        fn = make_lm_op(spec) if spec.backend == "lm" else make_torch_op(spec)
         sync = torch.cuda.synchronize if spec.device == "cuda" else (lambda: None)
     start = time.perf_counter()
     peak_mb = _measure_peak_mb(spec, fn, sync)                 # the first call: also a warm-up
@@ -182,7 +188,7 @@ def environment(cfg: BenchConfig) -> dict:
            "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "numpy": np.__version__,
            "numpy_fft": "pocketfft (numpy.fft)", "malloc_tune": MALLOC_TUNE if cfg.malloc_tune else None,
            "device": cfg.device}
-    if cfg.backend == "torch":
+    if cfg.backend != "numpy":
         import torch
         env.update(torch=torch.__version__, threads=torch.get_num_threads(),
                    torch_fft="cuFFT" if cfg.device == "cuda" else
@@ -252,7 +258,7 @@ def run_sweep(cfg: BenchConfig, progress: bool = True) -> dict:
                 if op in stopped:
                     continue
                 spec = OpSpec(cfg.backend, op, n, cfg.d_model, cfg.batch, cfg.heads, cfg.window,
-                              cfg.dtype, cfg.mode, cfg.device)
+                              cfg.dtype, cfg.mode, cfg.device, cfg.n_layers)
                 row = {"op": op, "backend": cfg.backend, "mode": cfg.mode, "n": n,
                        "d_model": cfg.d_model, "batch": cfg.batch}
                 if op in ("spectral", "fft-floor", "spectral-layer"):
@@ -321,10 +327,8 @@ def write_outputs(report: dict, out_dir: str) -> list[str]:
 
 def format_report(report: dict) -> str:
     """Markdown tables of a report (the CLI prints them; the README embeds them)."""
-    if report["config"]["backend"] == "numpy":
-        lines = _numpy_table(report)
-    else:
-        lines = _torch_table(report)
+    backend = report["config"]["backend"]
+    lines = {"numpy": _numpy_table, "torch": _torch_table, "lm": _lm_table}[backend](report)
     slopes = ", ".join(f"{op} {s:.2f}" for op, s in report["slopes"].items())
     lo, hi = report["fit_range"]
     lines += ["", f"Fitted log-log slopes over n = {lo}..{hi}: {slopes or '-'}"]
@@ -360,5 +364,22 @@ def _torch_table(report: dict) -> list[str]:
         cells += [fmt(ratio(spec, ms_of(report, "fft-floor", n))),
                   fmt(ratio(ms_of(report, "sdpa", n), spec), ".1f"),
                   fmt(mem.get(("spectral", n)), ".0f"), fmt(mem.get(("sdpa", n)), ".0f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _lm_table(report: dict) -> list[str]:
+    """Tokens/s and peak MB per stack, and attention's time over each spectral stack's."""
+    ops = list(dict.fromkeys(r["op"] for r in report["results"]))
+    by = {(r["op"], r["n"]): r for r in report["results"]}
+    spectral = [op for op in ops if op.startswith("spectral")]
+    head = (["n"] + [f"{op} tok/s" for op in ops] + [f"{op} MB" for op in ops]
+            + [f"attention / {op}" for op in spectral])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n in sorted({r["n"] for r in report["results"]}):
+        rows = [by.get((op, n)) for op in ops]
+        cells = [str(n)] + [fmt(r and r["batch"] * n / (r["ms"] / 1e3), ".0f") for r in rows]
+        cells += [fmt(r and r.get("peak_mb"), ".0f") for r in rows]
+        cells += [fmt(ratio(ms_of(report, "attention", n), ms_of(report, op, n)), ".1f") for op in spectral]
         lines.append("| " + " | ".join(cells) + " |")
     return lines

@@ -17,6 +17,8 @@ from .reference import spectral as np_spectral
 
 NUMPY_OPS = ("attention", "spectral", "spectral-circular")
 TORCH_OPS = ("naive", "sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "spectral-layer")
+# whole language models (backend "lm"): the op is one training step (or forward) of a stack
+LM_OPS = ("attention", "local", "spectral", "spectral-gated")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class OpSpec:
     dtype: str
     mode: str
     device: str
+    n_layers: int = 4
 
 
 def spectral_n_fft(n: int) -> int:
@@ -46,6 +49,8 @@ def memory_estimate_bytes(spec: OpSpec) -> int:
     item = np.dtype(spec.dtype).itemsize
     train = 2 if spec.mode == "train" else 1
     b, n, d = spec.batch, spec.n, spec.d_model
+    if spec.backend == "lm":                    # activations of every layer (MLP 4 D wide, gates)
+        return train * 24 * spec.n_layers * b * n * d * item
     if spec.op in ("attention", "naive"):
         return (1 + train) * b * n * n * item
     if spec.op == "local":                      # scores over 2 windows per query, per head
@@ -145,4 +150,36 @@ def _torch_step(call, inputs, module, train: bool) -> Callable[[], object]:
         out.backward(grad_out)
         for t in (*inputs, *params):
             t.grad = None
+    return step
+
+
+def make_lm_op(spec: OpSpec) -> Callable[[], object]:
+    """One training step (forward, backward, AdamW) or one forward of a SpecMixLM whose
+    layers are all ``spec.op``; no positional embedding, so every stack has the same size
+    apart from its mixers."""
+    import torch
+
+    from .model import LMConfig, SpecMixLM
+
+    if spec.op not in LM_OPS:
+        raise ValueError(f"--ops: unknown lm op {spec.op!r}; choose from {LM_OPS}")
+    torch.manual_seed(0)
+    kind = f"local:{spec.window}" if spec.op == "local" else spec.op
+    cfg = LMConfig(vocab_size=65, d_model=spec.d_model, n_layers=spec.n_layers, n_heads=spec.heads,
+                   context=spec.n, mixers=kind, pos_emb="none")
+    dev = torch.device(spec.device)
+    model = SpecMixLM(cfg).to(device=dev, dtype=getattr(torch, spec.dtype))
+    idx = torch.randint(0, cfg.vocab_size, (spec.batch, spec.n + 1), device=dev)
+    x, y = idx[:, :-1], idx[:, 1:]                                     # (B, N) each
+    if spec.mode != "train":
+        model.eval().requires_grad_(False)
+        return lambda: model(x)[0]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        _, loss = model(x, y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
     return step

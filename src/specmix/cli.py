@@ -109,11 +109,13 @@ def _validate_model_config(model_cfg) -> None:
         raise ValueError(f"--filter: expected one of {FILTERS}, got {model_cfg.filter!r}")
     if model_cfg.norm not in NORMS:
         raise ValueError(f"--norm: expected one of {NORMS}, got {model_cfg.norm!r}")
-    for name in ("d_model", "n_layers", "n_heads", "context"):
+    for name in ("d_model", "n_layers", "n_heads", "context", "head_dim"):
         if getattr(model_cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(model_cfg, name)}")
     if model_cfg.d_model % model_cfg.n_heads:
         raise ValueError(f"--n-heads {model_cfg.n_heads} must divide --d-model {model_cfg.d_model}")
+    if model_cfg.d_model % model_cfg.head_dim:
+        raise ValueError(f"--head-dim {model_cfg.head_dim} must divide --d-model {model_cfg.d_model}")
 
 
 def _cmd_train(ns: argparse.Namespace) -> int:
@@ -131,7 +133,8 @@ def _cmd_train(ns: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     if metrics:
         last = metrics[-1]
-        print(f"step {last['step']}: train {last['train_loss']:.4f}  val {last['val_loss']:.4f}  "
+        acc = f"  val answer acc {last['val_answer_acc']:.3f}" if "val_answer_acc" in last else ""
+        print(f"step {last['step']}: train {last['train_loss']:.4f}  val {last['val_loss']:.4f}{acc}  "
               f"(checkpoint in {train_cfg.out})")
     return 0
 
@@ -144,6 +147,9 @@ def _cmd_sample(ns: argparse.Namespace) -> int:
     try:
         device = resolve_device(ns.device)
         model, tok = load_model(ns.checkpoint, device)
+        if tok is None:
+            raise ValueError(f"--checkpoint {ns.checkpoint} was trained on a synthetic task; "
+                             "sampling text needs a language-model checkpoint")
         prompt = ns.prompt if ns.prompt is not None else ("\n" if "\n" in tok.chars else tok.chars[0])
         if not prompt:
             raise ValueError("--prompt must not be empty")
@@ -175,6 +181,35 @@ def _cmd_compare(ns: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     print(format_compare(report))
     print(f"wrote {train_cfg.out}/compare.json, {train_cfg.out}/compare_loss.png")
+    return 0
+
+
+def _cmd_eval_lengths(ns: argparse.Namespace) -> int:
+    from .corpus import CorpusError
+    from .lengths import LengthEvalConfig, eval_lengths, format_lengths
+    from .train import CheckpointError
+    cfg = dataclass_from_args(LengthEvalConfig, ns)
+    try:
+        report = eval_lengths(cfg)
+    except (CorpusError, CheckpointError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    print(format_lengths(report))
+    if cfg.out:
+        print(f"wrote {cfg.out}")
+    return 0
+
+
+def _cmd_bench_decode(ns: argparse.Namespace) -> int:
+    import os
+
+    from .bench_decode import DecodeBenchConfig, format_decode, run_decode_bench
+    cfg = dataclass_from_args(DecodeBenchConfig, ns)
+    try:
+        report = run_decode_bench(cfg)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    print(format_decode(report))
+    print(f"wrote {os.path.join(cfg.out, 'decode.json')}")
     return 0
 
 
@@ -214,6 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--seed", type=int, default=0, help="(default: 0)")
     sa.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     sa.set_defaults(func=_cmd_sample)
+    from .lengths import LengthEvalConfig
+    ev = sub.add_parser("eval-lengths", help="val loss of a checkpoint at longer contexts than trained")
+    add_dataclass_args(ev, LengthEvalConfig)
+    ev.set_defaults(func=_cmd_eval_lengths)
+    from .bench_decode import DecodeBenchConfig
+    de = sub.add_parser("bench-decode", help="cached generation speed after long prompts")
+    add_dataclass_args(de, DecodeBenchConfig)
+    de.set_defaults(func=_cmd_bench_decode)
     return parser
 
 

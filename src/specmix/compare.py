@@ -44,8 +44,8 @@ def match_params(cfg: LMConfig, target: int, tolerance: float) -> LMConfig:
 def run_compare(variants: list[str], base: LMConfig, train_cfg: TrainConfig, out: str,
                 tolerance: float = 0.05, progress: bool = True) -> dict:
     """Train each variant in turn into ``out/<i>-<name>``; write ``out/compare.json``."""
-    from .data import TokenData
-    base.vocab_size = TokenData.load(train_cfg.data, base.context).tokenizer.vocab_size
+    from .train import _load_data
+    base.vocab_size = _load_data(base, train_cfg, None).vocab_size    # (seq_len sets the context)
     results, target = [], None
     for i, mixers in enumerate(variants):
         cfg = dataclasses.replace(base, mixers=mixers)
@@ -60,6 +60,9 @@ def run_compare(variants: list[str], base: LMConfig, train_cfg: TrainConfig, out
             run_dir = os.path.join(out, f"{i}-{mixers.replace(',', '_').replace(':', '')}")
             start = time.perf_counter()
             metrics = train(cfg, dataclasses.replace(train_cfg, out=run_dir, resume=False), progress)
+            if "val_answer_acc" in metrics[-1]:
+                entry.update(final_answer_acc=metrics[-1]["val_answer_acc"],
+                             best_answer_acc=max(m["val_answer_acc"] for m in metrics))
             entry.update(wall_s=time.perf_counter() - start, final_val_loss=metrics[-1]["val_loss"],
                          best_val_loss=min(m["val_loss"] for m in metrics),
                          tokens_per_s=sum(m["tokens_per_s"] for m in metrics) / len(metrics),
@@ -79,16 +82,27 @@ def run_compare(variants: list[str], base: LMConfig, train_cfg: TrainConfig, out
     return report
 
 
+def _first_above(curve: list[dict], level: float = 0.95) -> str:
+    hit = next((m for m in curve if m["val_answer_acc"] >= level), None)
+    return "-" if hit is None else f"step {hit['step']} ({hit['elapsed_s']:.0f} s)"
+
+
 def format_compare(report: dict) -> str:
-    lines = ["| mixers | params | final val | best val | tokens/s | wall s |", "|---|---|---|---|---|---|"]
+    task = report["train"].get("task", "lm") != "lm"
+    acc_head = " final answer acc | best answer acc | first >= 0.95 |" if task else ""
+    lines = ["| mixers | params | final val | best val |" + acc_head + " tokens/s | wall s | steps |",
+             "|---|---|---|---|" + ("---|---|---|" if task else "") + "---|---|---|"]
     for v in report["variants"]:
         if "error" in v:
             lines.append(f"| `{v['mixers']}` | {v.get('params', '-')} | failed: {v['error']} | | | |")
             continue
+        acc = f" {v['final_answer_acc']:.3f} | {v['best_answer_acc']:.3f} | {_first_above(v['curve'])} |" if task else ""
         lines.append(f"| `{v['mixers']}` | {v['params']} | {v['final_val_loss']:.3f} | "
-                     f"{v['best_val_loss']:.3f} | {v['tokens_per_s']:.0f} | {v['wall_s']:.0f} |")
+                     f"{v['best_val_loss']:.3f} |{acc} {v['tokens_per_s']:.0f} | {v['wall_s']:.0f} | "
+                     f"{v['curve'][-1]['step']} |")
     t, m = report["train"], report["model"]
-    lines += ["", f"d_model {m['d_model']}, {m['n_layers']} layers, context {m['context']}, batch "
+    what = (f"task {t['task']} (vocab {t['task_vocab']}), " if task else "")
+    lines += ["", f"{what}d_model {m['d_model']}, {m['n_layers']} layers, context {m['context']}, batch "
               f"{t['batch_size']}, {t['steps']} steps, lr {t['lr']} (cosine to {t['min_lr_ratio']}x), "
               f"dropout {m['dropout']}, seed {t['seed']}; MLP widths adjusted to match parameters."]
     return "\n".join(lines)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .corpus import CharTokenizer, CorpusError, load_corpus, sample_batch, split_tokens
+from .tasks import TaskSpec
 
 
 @dataclass
@@ -20,6 +21,10 @@ class TokenData:
     train: np.ndarray
     val: np.ndarray
     name: str
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
 
     @classmethod
     def load(cls, data: str | None, context: int, tokenizer: CharTokenizer | None = None) -> "TokenData":
@@ -36,4 +41,30 @@ class TokenData:
               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, y)`` int64 ``(B, context)``: inputs and next-token targets."""
         x, y = sample_batch(self.train if split == "train" else self.val, batch_size, context, rng)
+        return torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+
+
+@dataclass
+class TaskData:
+    """A synthetic task (:mod:`specmix.tasks`) behind TokenData's ``batch`` interface.
+
+    ``train`` batches come from the run's data generator; ``val`` batches from the fixed
+    held-out generator that :func:`specmix.train.evaluate` seeds anew at every evaluation.
+    """
+
+    spec: TaskSpec
+    name: str
+
+    @property
+    def vocab_size(self) -> int:
+        return self.spec.vocab_size
+
+    @classmethod
+    def load(cls, spec: TaskSpec) -> "TaskData":
+        return cls(spec, f"task:{spec.name}")
+
+    def batch(self, split: str, batch_size: int, context: int, rng: np.random.Generator,
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)`` int64 ``(B, seq_len)``; ``y == -1`` at unscored positions."""
+        x, y = self.spec.batch(batch_size, rng)
         return torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)

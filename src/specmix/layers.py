@@ -59,7 +59,13 @@ class SpectralMixer(nn.Module):
 
     Gated (H3/Hyena style, ``gated=True``): ``in`` yields three streams q, k, v, each
     through a short depthwise convolution of 3 taps, then ``y = out(q * conv_k(k * v))``:
-    a data-dependent multiplicative gate around the long convolution.
+    a data-dependent multiplicative gate around the long convolution. The causal k stream's
+    taps start as a one-step shift (H3's "shift SSM"), so ``k * v`` pairs each token with
+    the one before it from the first step on. With ``head_dim=h >
+    1`` (H3's multi-head form) the channels form ``D / h`` heads and ``k * v`` becomes the
+    per-head outer product ``k_i v_j``: ``D h`` convolved channels (channel ``(i, j)`` of a
+    head uses kernel ``i``), read out as ``y_j = sum_i q_i conv(k_i v_j)``, a causal
+    linear-attention-like memory that binds keys to values (needed for associative recall).
 
     Args:
         d_model: channels D.
@@ -68,6 +74,7 @@ class SpectralMixer(nn.Module):
         causal: output t depends only on inputs <= t.
         filter: ``"frequency"`` (:class:`FrequencyFilter`) or ``"implicit"`` (:class:`ImplicitFilter`).
         gated: add the data-dependent gating.
+        head_dim: gated only: outer-product width h per head (1 = elementwise gate).
         bias: biases in the projections.
 
     Shape:
@@ -82,14 +89,17 @@ class SpectralMixer(nn.Module):
     """
 
     def __init__(self, d_model: int, max_len: int, *, causal: bool = True,
-                 filter: str = "frequency", gated: bool = False, bias: bool = True,
-                 device=None, dtype=None) -> None:
+                 filter: str = "frequency", gated: bool = False, head_dim: int = 1,
+                 bias: bool = True, device=None, dtype=None) -> None:
         super().__init__()
         if filter not in FILTERS:
             raise ValueError(f"SpectralMixer: filter must be one of {FILTERS}, got {filter!r}")
+        if head_dim < 1 or d_model % head_dim or (head_dim > 1 and not gated):
+            raise ValueError(f"SpectralMixer: head_dim must be >= 1, divide d_model={d_model} "
+                             f"and be 1 unless gated=True; got {head_dim}")
         factory = {"device": device, "dtype": dtype}
         self.d_model, self.max_len, self.causal = d_model, max_len, causal
-        self.filter_kind, self.gated = filter, gated
+        self.filter_kind, self.gated, self.head_dim = filter, gated, head_dim
         n_streams = 3 if gated else 1
         self.in_proj = nn.Linear(d_model, n_streams * d_model, bias=bias, **factory)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias, **factory)
@@ -106,16 +116,47 @@ class SpectralMixer(nn.Module):
         self.in_proj.reset_parameters()
         self.out_proj.reset_parameters()
         self.filter.reset_parameters()
-        if self.gated:   # start near identity (lag-0 tap 1) plus a little noise
+        if self.gated:   # taps (C, 1, 3) plus a little noise: q, v start as identity (lag 0);
+            # causal k starts as H3's shift (lag 1), so that k_t v_t binds token t-1 to token t
             self.short_conv.normal_(0.0, 0.1)
+            d = self.d_model
             self.short_conv[:, 0, -1 if self.causal else 1] += 1.0
+            if self.causal:
+                self.short_conv[d: 2 * d, 0, 2] -= 1.0
+                self.short_conv[d: 2 * d, 0, 1] += 1.0
 
     def _kernel(self, seq_len: int, causal: bool):
         if causal == self.causal:
-            return self.filter.kernel_for_conv(seq_len)                # (D, L), cached spectrum
-        if causal:   # a bidirectional filter asked for a causal call: keep lags >= 0 only
-            return self.filter.kernel(seq_len)[:, seq_len - 1:], None  # (D, N)
-        raise ValueError("SpectralMixer: built with causal=True, it cannot run bidirectionally")
+            k, k_f = self.filter.kernel_for_conv(seq_len)              # (D, L), cached spectrum
+        elif causal:   # a bidirectional filter asked for a causal call: keep lags >= 0 only
+            k, k_f = self.filter.kernel(seq_len)[:, seq_len - 1:], None  # (D, N)
+        else:
+            raise ValueError("SpectralMixer: built with causal=True, it cannot run bidirectionally")
+        return self.expand_heads(k), None if k_f is None else self.expand_heads(k_f)
+
+    def expand_heads(self, k: torch.Tensor) -> torch.Tensor:
+        """A per-channel kernel ``(D, L)`` for the ``D h`` convolved channels ``(D h, L)``."""
+        return k if self.head_dim == 1 else k.repeat_interleave(self.head_dim, dim=0)
+
+    def bind(self, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The long convolution's input: ``k * v``, or per head the outer product ``k_i v_j``.
+        ``(B, D, N)`` twice -> ``(B, D h, N)``."""
+        h = self.head_dim
+        if h == 1:
+            return k * v
+        bsz, d, n = k.shape
+        kv = k.view(bsz, d // h, h, 1, n) * v.view(bsz, d // h, 1, h, n)   # (B, H, h_i, h_j, N)
+        return kv.view(bsz, d * h, n)
+
+    def read(self, q: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """Gate the convolved memory: ``q * m``, or per head ``y_j = sum_i q_i m_ij``.
+        q ``(B, D, N)``, memory ``(B, D h, N)`` -> ``(B, D, N)``."""
+        h = self.head_dim
+        if h == 1:
+            return q * memory
+        bsz, d, n = q.shape
+        mem = memory.view(bsz, d // h, h, h, n)                          # (B, H, h_i, h_j, N)
+        return (q.view(bsz, d // h, h, 1, n) * mem).sum(2).reshape(bsz, d, n)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *,
                 causal: bool | None = None) -> torch.Tensor:
@@ -142,14 +183,15 @@ class SpectralMixer(nn.Module):
             if keep is not None:
                 u = u * keep
             q, kk, v = u.chunk(3, dim=1)                                 # 3 x (B, D, N)
-            y = q * fft_conv_cf(kk * v, k, causal=causal, k_f=k_f)
+            y = self.read(q, fft_conv_cf(self.bind(kk, v), k, causal=causal, k_f=k_f))
         else:
             y = fft_conv_cf(u, k, causal=causal, k_f=k_f)                # (B, D, N)
         return _zero_padding(self.out_proj(y.transpose(1, 2)), mask)    # (B, N, D)
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, max_len={self.max_len}, causal={self.causal}, "
-                f"filter={self.filter_kind!r}, gated={self.gated}")
+                f"filter={self.filter_kind!r}, gated={self.gated}"
+                + (f", head_dim={self.head_dim}" if self.head_dim > 1 else ""))
 
 
 class Attention(nn.Module):

@@ -27,6 +27,7 @@ class LMConfig:
     mixers: str = "spectral"
     filter: str = "frequency"
     gated: bool = False
+    head_dim: int = 1          # gated spectral layers: outer-product width per head (1 = elementwise)
     mlp_ratio: float = 4.0
     dropout: float = 0.0
     tie_embeddings: bool = True
@@ -71,8 +72,9 @@ def build_mixer(kind: str, cfg: LMConfig) -> nn.Module:
     name, window = parse_mixer(kind)
     if name == "attention":
         return Attention(cfg.d_model, cfg.n_heads, causal=True, window=window)
-    return SpectralMixer(cfg.d_model, cfg.context, causal=True, filter=cfg.filter,
-                         gated=cfg.gated or name == "spectral-gated")
+    gated = cfg.gated or name == "spectral-gated"
+    return SpectralMixer(cfg.d_model, cfg.context, causal=True, filter=cfg.filter, gated=gated,
+                         head_dim=cfg.head_dim if gated else 1)
 
 
 class SpecMixLM(nn.Module):
@@ -135,7 +137,8 @@ class SpecMixLM(nn.Module):
         logits = self.head(self.norm(x))                               # (B, N, V)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                                   ignore_index=-1)      # -1 = unscored (synthetic tasks)
         return logits, loss
 
     # ------------------------------------------------------------------ decoding

@@ -78,18 +78,56 @@ def plot_losses(metrics: list[dict], path: str, title: str = "training") -> None
 
 
 def plot_compare(report: dict, path: str) -> None:
-    """Val loss vs step and vs wall-clock seconds, one line per variant."""
+    """Val loss (answer accuracy for a synthetic task) vs step and vs wall-clock seconds,
+    one line per variant."""
     plt = _pyplot()
+    task = report["train"].get("task", "lm") != "lm"
+    key, ylabel = ("val_answer_acc", "held-out answer accuracy") if task else ("val_loss", "val loss (nats/char)")
     fig, (ax_s, ax_t) = plt.subplots(1, 2, figsize=(13, 4.8))
     for v in report["variants"]:
         if "curve" not in v:
             continue
         label = f"{v['mixers']} ({v['params'] / 1e6:.2f}M)"
-        ax_s.plot([m["step"] for m in v["curve"]], [m["val_loss"] for m in v["curve"]], "o-", ms=3, label=label)
-        ax_t.plot([m["elapsed_s"] for m in v["curve"]], [m["val_loss"] for m in v["curve"]], "o-", ms=3, label=label)
+        ax_s.plot([m["step"] for m in v["curve"]], [m[key] for m in v["curve"]], "o-", ms=3, label=label)
+        ax_t.plot([m["elapsed_s"] for m in v["curve"]], [m[key] for m in v["curve"]], "o-", ms=3, label=label)
     for ax, xlabel in ((ax_s, "step"), (ax_t, "wall-clock seconds")):
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("val loss (nats/char)")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def plot_lengths(report: dict, path: str) -> None:
+    """Val loss vs position, one line per evaluated context; the trained context marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for row in report["rows"]:
+        b = row["by_position"]
+        centres = [s + b["width"] / 2 for s in b["start"]]
+        ax.plot(centres, b["loss"], "o-", ms=3, label=f"context {row['context']} ({row['windows']} windows)")
+    ax.axvline(report["trained_context"], color="k", ls=":", lw=1, label="trained context")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("position in the window")
+    ax.set_ylabel("val loss (nats/char), mean over a bucket")
+    ax.set_title(f"{report['model']['mixers']} ({report['model']['filter']} filter), trained at "
+                 f"context {report['trained_context']}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def plot_decode(report: dict, path: str) -> None:
+    """Cached generation tokens/s vs prompt length, one line per model."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for kind in dict.fromkeys(r["mixers"] for r in report["rows"]):
+        rows = [r for r in report["rows"] if r["mixers"] == kind]
+        ax.plot([r["prompt"] for r in rows], [r["tokens_per_s"] for r in rows], "o-", label=kind)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("prompt length (tokens)")
+    ax.set_ylabel("generated tokens/s (cached, batch 1)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
     save_figure(fig, path)

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from .corpus import CharTokenizer
-from .data import TokenData
+from .data import TaskData, TokenData
 from .io import atomic_path, atomic_write_text
 from .model import LMConfig, SpecMixLM
+from .tasks import IGNORE, TaskSpec
 
 
 class CheckpointError(ValueError):
@@ -30,6 +31,10 @@ class CheckpointError(ValueError):
 @dataclass
 class TrainConfig:
     data: str | None = field(default=None, metadata={"help": "UTF-8 text file; omitted = the default corpus 'shakespeare'"})
+    task: str = field(default="lm", metadata={"help": "lm (next character of --data) or a synthetic task",
+                                              "choices": ["lm", "recall", "copy"]})
+    task_vocab: int = field(default=30, metadata={"help": "vocabulary of --task recall/copy"})
+    seq_len: int = field(default=0, metadata={"help": "training sequence length; sets the model's --context (0 = keep it)"})
     steps: int = field(default=1000, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=32, metadata={"help": "sequences per step"})
     lr: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW)"})
@@ -44,6 +49,8 @@ class TrainConfig:
     out: str = field(default="runs/train", metadata={"help": "output folder"})
     resume: bool = field(default=False, metadata={"help": "continue from the checkpoint in --out"})
     stop_at: int = field(default=0, metadata={"help": "save and stop after this step (0 = run to --steps)"})
+    time_limit: float = field(default=0.0, metadata={"help": "end (evaluate, save) at the first step after "
+                                                     "this many seconds of the run (0 = no limit)"})
 
 
 def get_lr(step: int, cfg: TrainConfig) -> float:
@@ -104,20 +111,36 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 
 
 @torch.no_grad()
-def evaluate(model: SpecMixLM, data: TokenData, split: str, cfg: TrainConfig, device) -> float:
-    """Mean loss over ``eval_batches`` fixed batches (the same at every evaluation)."""
+def evaluate(model: SpecMixLM, data, split: str, cfg: TrainConfig, device) -> dict[str, float]:
+    """Mean loss over ``eval_batches`` fixed batches (the same at every evaluation).
+
+    For a synthetic task also ``answer_acc`` (the last position: the query's answer) and
+    ``scored_acc`` (every scored position).
+    """
     rng = np.random.default_rng(cfg.seed + (1 if split == "train" else 2))
     was_training = model.training
     model.eval()
-    losses = [model(*data.batch(split, cfg.batch_size, model.config.context, rng, device))[1].item()
-              for _ in range(cfg.eval_batches)]
+    losses, answer_hits, hits, scored = [], 0, 0, 0
+    for _ in range(cfg.eval_batches):
+        x, y = data.batch(split, cfg.batch_size, model.config.context, rng, device)
+        logits, loss = model(x, y)
+        losses.append(loss.item())
+        guess, keep = logits.argmax(-1), y != IGNORE                   # (B, N) each
+        answer_hits += int((guess[:, -1] == y[:, -1]).sum())
+        hits, scored = hits + int((guess == y)[keep].sum()), scored + int(keep.sum())
     model.train(was_training)
-    return float(np.mean(losses))
+    out = {"loss": float(np.mean(losses))}
+    if isinstance(data, TaskData):
+        out.update(answer_acc=answer_hits / (cfg.eval_batches * cfg.batch_size), scored_acc=hits / scored)
+    return out
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def _config_record(model_cfg: LMConfig, train_cfg: TrainConfig, tok: CharTokenizer) -> dict:
-    return {"model": model_cfg.to_dict(), "train": asdict(train_cfg), "tokenizer": tok.to_dict()}
+def _config_record(model_cfg: LMConfig, train_cfg: TrainConfig, data) -> dict:
+    record = {"model": model_cfg.to_dict(), "train": asdict(train_cfg)}
+    if isinstance(data, TaskData):
+        return dict(record, task=data.spec.to_dict())
+    return dict(record, tokenizer=data.tokenizer.to_dict())
 
 
 def save_checkpoint(out: str, model, opt, rng: np.random.Generator, step: int, metrics: list) -> None:
@@ -138,23 +161,44 @@ def load_config(out: str) -> dict:
         return json.load(f)
 
 
-def load_model(out: str, device="cpu") -> tuple[SpecMixLM, CharTokenizer]:
-    """The model and tokenizer of the checkpoint in ``out``."""
+def load_model(out: str, device="cpu", context: int | None = None) -> tuple[SpecMixLM, CharTokenizer | None]:
+    """The model and tokenizer of the checkpoint in ``out`` (tokenizer None for a task run).
+
+    ``context`` longer than the trained one rebuilds the model for longer inputs: allowed
+    only when nothing in it is tied to the trained length (implicit filters or attention,
+    no learned positions); a frequency filter has no taps beyond its ``max_len``.
+    """
     from safetensors.torch import load_model as st_load
     record = load_config(out)
-    model = SpecMixLM(LMConfig(**record["model"])).to(device)
+    cfg = LMConfig(**record["model"])
+    if context is not None and context > cfg.context:
+        _check_extensible(cfg, context)
+        cfg.context = context
+    model = SpecMixLM(cfg).to(device)
     weights = os.path.join(out, "model.safetensors")
     if not os.path.isfile(weights):
         raise CheckpointError(f"no checkpoint in {out}: {weights} does not exist")
     st_load(model, weights, device=str(device))
-    return model, CharTokenizer.from_dict(record["tokenizer"])
+    tok = record.get("tokenizer")
+    return model, CharTokenizer.from_dict(tok) if tok else None
+
+
+def _check_extensible(cfg: LMConfig, context: int) -> None:
+    spectral = any(k.startswith("spectral") for k in cfg.mixer_kinds())
+    if cfg.uses_positions():
+        raise CheckpointError(f"context {context} > the trained {cfg.context}: this model has learned "
+                              "position embeddings, which stop at the trained context")
+    if spectral and cfg.filter == "frequency":
+        raise CheckpointError(f"context {context} > the trained {cfg.context}: the frequency filter "
+                              f"has taps for lags < max_len={cfg.context} only; train with "
+                              "--filter implicit for a length-free model")
 
 
 def _check_same_run(record: dict, model_cfg: LMConfig, train_cfg: TrainConfig, out: str) -> None:
     saved_model = dict(record["model"], vocab_size=model_cfg.vocab_size)
     diffs = [f"{k}: {saved_model.get(k)!r} in the checkpoint vs {v!r} now"
              for k, v in model_cfg.to_dict().items() if saved_model.get(k) != v]
-    for k in ("data", "steps", "batch_size", "lr", "min_lr_ratio", "warmup", "weight_decay",
+    for k in ("data", "task", "task_vocab", "seq_len", "steps", "batch_size", "lr", "min_lr_ratio", "warmup", "weight_decay",
               "grad_clip", "eval_every", "eval_batches", "seed"):
         if record["train"].get(k) != getattr(train_cfg, k):
             diffs.append(f"{k}: {record['train'].get(k)!r} in the checkpoint vs {getattr(train_cfg, k)!r} now")
@@ -205,11 +249,24 @@ def _local_batch(data: TokenData, cfg: TrainConfig, run: _Run, dist: Dist, devic
 
 def _eval_row(run: _Run, data: TokenData, cfg: TrainConfig, device, tokens_per_s: float,
               elapsed_s: float) -> dict:
-    row = {"step": run.step, "train_loss": evaluate(run.model, data, "train", cfg, device),
-           "val_loss": evaluate(run.model, data, "val", cfg, device),
-           "tokens_per_s": tokens_per_s, "elapsed_s": elapsed_s}
+    row = {"step": run.step}
+    for split in ("train", "val"):
+        row.update({f"{split}_{k}": v for k, v in evaluate(run.model, data, split, cfg, device).items()})
+    row.update(tokens_per_s=tokens_per_s, elapsed_s=elapsed_s)
     run.metrics.append(row)
     return row
+
+
+def _load_data(model_cfg: LMConfig, cfg: TrainConfig, record: dict | None):
+    """The corpus (``task="lm"``) or the synthetic task; ``seq_len`` sets the model's context."""
+    if cfg.seq_len < 0:
+        raise ValueError(f"--seq-len must be >= 0, got {cfg.seq_len}")
+    if cfg.seq_len:
+        model_cfg.context = cfg.seq_len
+    if cfg.task != "lm":
+        return TaskData.load(TaskSpec(cfg.task, cfg.task_vocab, model_cfg.context))
+    tok = CharTokenizer.from_dict(record["tokenizer"]) if record and record.get("tokenizer") else None
+    return TokenData.load(cfg.data, model_cfg.context, tok)
 
 
 def _prepare(model_cfg: LMConfig, cfg: TrainConfig, dist: Dist):
@@ -218,9 +275,8 @@ def _prepare(model_cfg: LMConfig, cfg: TrainConfig, dist: Dist):
     if cfg.batch_size % dist.world:
         raise ValueError(f"--batch-size {cfg.batch_size} must be divisible by the {dist.world} processes")
     record = load_config(cfg.out) if cfg.resume else None
-    data = TokenData.load(cfg.data, model_cfg.context,
-                          CharTokenizer.from_dict(record["tokenizer"]) if record else None)
-    model_cfg.vocab_size = data.tokenizer.vocab_size
+    data = _load_data(model_cfg, cfg, record)
+    model_cfg.vocab_size = data.vocab_size
     if record:
         _check_same_run(record, model_cfg, cfg, cfg.out)
     if dist.world > 1:
@@ -229,8 +285,29 @@ def _prepare(model_cfg: LMConfig, cfg: TrainConfig, dist: Dist):
     if dist.main:
         os.makedirs(cfg.out, exist_ok=True)
         atomic_write_text(os.path.join(cfg.out, "config.json"),
-                          json.dumps(_config_record(model_cfg, cfg, data.tokenizer), indent=2) + "\n")
+                          json.dumps(_config_record(model_cfg, cfg, data), indent=2) + "\n")
     return data, device, run
+
+
+def _optimizer_step(run: _Run, stepper, data, cfg: TrainConfig, dist: Dist, device) -> torch.Tensor:
+    """One step on this rank's share of the global batch; returns the (unreduced) loss."""
+    for group in run.opt.param_groups:
+        group["lr"] = get_lr(run.step, cfg)
+    x, y = _local_batch(data, cfg, run, dist, device)
+    _, loss = stepper(x, y)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+    run.opt.step()
+    run.opt.zero_grad(set_to_none=True)
+    run.step += 1
+    return loss
+
+
+def _report(row: dict, bar) -> None:
+    acc = f"  answer acc {row['val_answer_acc']:.3f}" if "val_answer_acc" in row else ""
+    bar.write(f"step {row['step']:5d}  train {row['train_loss']:.4f}  val {row['val_loss']:.4f}"
+              f"{acc}  {row['tokens_per_s']:.0f} tok/s")
 
 
 def train(model_cfg: LMConfig, cfg: TrainConfig, progress: bool = True) -> list[dict]:
@@ -257,27 +334,22 @@ def train(model_cfg: LMConfig, cfg: TrainConfig, progress: bool = True) -> list[
         if dist.main else (lambda: None)
     try:
         while run.step < end:
-            for group in run.opt.param_groups:
-                group["lr"] = get_lr(run.step, cfg)
-            x, y = _local_batch(data, cfg, run, dist, device)
-            _, loss = stepper(x, y)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
-            run.opt.step()
-            run.opt.zero_grad(set_to_none=True)
-            run.step, tokens = run.step + 1, tokens + x.numel() * dist.world
+            loss = _optimizer_step(run, stepper, data, cfg, dist, device)
+            tokens += cfg.batch_size * run.model.config.context
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens / (time.perf_counter() - tick):.0f}")
-            if run.step % cfg.eval_every == 0 or run.step == cfg.steps:
+            out_of_time = cfg.time_limit > 0 and elapsed0 + time.perf_counter() - t0 >= cfg.time_limit
+            if run.step % cfg.eval_every == 0 or run.step == cfg.steps or out_of_time:
                 row = _eval_row(run, data, cfg, device, tokens / (time.perf_counter() - tick),
                                 elapsed0 + time.perf_counter() - t0)
                 if dist.main:
-                    bar.write(f"step {run.step:5d}  train {row['train_loss']:.4f}  "
-                              f"val {row['val_loss']:.4f}  {row['tokens_per_s']:.0f} tok/s")
+                    _report(row, bar)
                     save()
                     _write_metrics(cfg.out, run.metrics)
                 tick, tokens = time.perf_counter(), 0
+            if out_of_time:
+                bar.write(f"time limit: {cfg.time_limit:.0f} s reached at step {run.step}")
+                break
         if not run.metrics or run.metrics[-1]["step"] != run.step:   # stop_at between evaluations
             save()
     except KeyboardInterrupt:

@@ -1,0 +1,108 @@
+"""Length generalisation: a trained LM's validation loss at contexts longer than in training.
+
+For each context C the same number of validation tokens is scored: ``tokens // C`` windows
+of C characters at evenly spaced, fixed offsets of the validation split (no randomness),
+one forward each. Reported per C: the mean loss over all positions, over positions
+``< trained context`` and over positions ``>= trained context`` (the ones that see more
+history than any training example did). A model that uses long history well gets a lower
+loss at the later positions; one that breaks beyond its training length gets a higher one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import TokenData
+from .io import atomic_write_text
+from .train import CheckpointError, load_config, load_model, resolve_device
+
+
+@dataclass
+class LengthEvalConfig:
+    checkpoint: str = field(default="runs/train", metadata={"help": "training output folder"})
+    data: str | None = field(default=None, metadata={"help": "the corpus the model was trained on; "
+                                                      "omitted = the checkpoint's --data"})
+    contexts: str = field(default="1024,4096,16384", metadata={"help": "comma list of contexts"})
+    tokens: int = field(default=65536, metadata={"help": "validation tokens scored per context"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda", "choices": ["auto", "cpu", "cuda"]})
+    out: str = field(default="", metadata={"help": "JSON file to write (empty = print only)"})
+
+
+def _contexts(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--contexts: expected a comma list of integers, got {text!r}") from None
+    if not values or min(values) < 2:
+        raise ValueError(f"--contexts: expected integers >= 2, got {text!r}")
+    return sorted(set(values))
+
+
+@torch.no_grad()
+def _position_losses(model, val: np.ndarray, context: int, n_windows: int, device) -> np.ndarray:
+    """``(n_windows, context)`` per-position losses of fixed windows of the val split."""
+    starts = np.linspace(0, len(val) - context - 1, n_windows).astype(np.int64)
+    rows = []
+    for s in starts:
+        chunk = torch.from_numpy(val[s: s + context + 1].astype(np.int64)).to(device)[None]  # (1, C+1)
+        logits, _ = model(chunk[:, :-1])                                # (1, C, V)
+        rows.append(F.cross_entropy(logits[0].float(), chunk[0, 1:], reduction="none").cpu().numpy())
+    return np.stack(rows)
+
+
+def _buckets(losses: np.ndarray, width: int) -> dict:
+    """Mean loss per run of ``width`` positions: ``{"start": [...], "loss": [...]}``."""
+    starts = list(range(0, losses.shape[1], width))
+    return {"start": starts, "width": width,
+            "loss": [float(losses[:, s: s + width].mean()) for s in starts]}
+
+
+def eval_lengths(cfg: LengthEvalConfig) -> dict:
+    """Rows ``{context, windows, loss, loss_within, loss_beyond, seconds}`` per context."""
+    contexts = _contexts(cfg.contexts)
+    if cfg.tokens < 1:
+        raise ValueError(f"--tokens must be >= 1, got {cfg.tokens}")
+    record = load_config(cfg.checkpoint)
+    if "tokenizer" not in record:
+        raise CheckpointError(f"{cfg.checkpoint} was trained on a synthetic task, not a corpus")
+    device = resolve_device(cfg.device)
+    trained = record["model"]["context"]
+    model, tok = load_model(cfg.checkpoint, device, context=max(contexts))
+    model.eval()
+    data = TokenData.load(cfg.data or record["train"]["data"], max(contexts), tok)
+    rows = []
+    for context in contexts:
+        start = time.perf_counter()
+        losses = _position_losses(model, data.val, context, max(1, cfg.tokens // context), device)
+        rows.append({"context": context, "windows": len(losses), "loss": float(losses.mean()),
+                     "loss_within": float(losses[:, :trained].mean()),
+                     "loss_beyond": float(losses[:, trained:].mean()) if context > trained else None,
+                     "seconds": time.perf_counter() - start,
+                     "by_position": _buckets(losses, max(1, trained // 4))})
+    report = {"config": asdict(cfg), "trained_context": trained, "model": record["model"],
+              "corpus": data.name, "rows": rows}
+    if cfg.out:
+        os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
+        atomic_write_text(cfg.out, json.dumps(report, indent=2) + "\n")
+        try:
+            from .plots import plot_lengths
+            plot_lengths(report, os.path.splitext(cfg.out)[0] + ".png")
+        except ImportError:        # matplotlib is an optional extra
+            pass
+    return report
+
+
+def format_lengths(report: dict) -> str:
+    trained = report["trained_context"]
+    lines = [f"| context | windows | val loss (all positions) | positions < {trained} "
+             f"| positions >= {trained} |", "|---|---|---|---|---|"]
+    for r in report["rows"]:
+        beyond = "-" if r["loss_beyond"] is None else f"{r['loss_beyond']:.4f}"
+        lines.append(f"| {r['context']} | {r['windows']} | {r['loss']:.4f} | {r['loss_within']:.4f} | {beyond} |")
+    return "\n".join(lines)

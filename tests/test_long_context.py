@@ -1,0 +1,155 @@
+"""Long-context tooling: task training, length evaluation, the lm sweep and decode speed."""
+import json
+
+import pytest
+
+from specmix.cli import main
+
+TEXT = "".join(f"line {i % 97}: the quick brown fox jumps over the lazy dog.\n" for i in range(600))
+
+
+@pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(TEXT)
+    return str(path)
+
+
+def read_metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def one_line_error(capsys, argv, words):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1, err
+
+
+def test_recall_task_trains_and_reports_answer_accuracy(tmp_path, capsys):
+    out = tmp_path / "recall"
+    argv = ["train", "--task", "recall", "--task-vocab", "8", "--seq-len", "24",
+            "--mixers", "spectral-gated", "--head-dim", "4", "--n-layers", "2", "--d-model", "32",
+            "--batch-size", "32", "--steps", "300", "--eval-every", "100", "--eval-batches", "4",
+            "--lr", "1e-2", "--warmup", "20", "--device", "cpu", "--out", str(out)]
+    assert main(argv) == 0
+    rows = read_metrics(out)
+    assert [r["step"] for r in rows] == [100, 200, 300]
+    for r in rows:
+        assert 0 <= r["val_answer_acc"] <= 1 and 0 <= r["val_scored_acc"] <= 1
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["context"] == 24 and config["task"]["name"] == "recall"
+    # 4 keys, 4 values: chance is 1/4; a 2-layer gated model learns to look the key up
+    assert rows[-1]["val_answer_acc"] > 0.6, rows
+    assert "val answer acc" in capsys.readouterr().out
+    one_line_error(capsys, ["sample", "--checkpoint", str(out), "--device", "cpu"], "synthetic task")
+
+
+def test_task_flags_are_checked(tmp_path, capsys):
+    base = ["train", "--steps", "1", "--device", "cpu", "--out", str(tmp_path / "x")]
+    one_line_error(capsys, base + ["--task", "recall", "--task-vocab", "7"], "--task-vocab")
+    one_line_error(capsys, base + ["--task", "recall", "--seq-len", "-3"], "--seq-len")
+    one_line_error(capsys, base + ["--task", "copy", "--seq-len", "8"], "--seq-len 8 is too short")
+    one_line_error(capsys, base + ["--head-dim", "3"], "--head-dim 3 must divide")
+
+
+def _train_lm(data, out, filt, mixers="spectral-gated", context=32):
+    argv = ["train", "--data", data, "--mixers", mixers, "--filter", filt, "--n-layers", "2",
+            "--d-model", "16", "--n-heads", "2", "--context", str(context), "--batch-size", "4",
+            "--steps", "4", "--eval-every", "4", "--eval-batches", "1", "--device", "cpu",
+            "--out", str(out)]
+    assert main(argv) == 0
+
+
+def test_eval_lengths_beyond_the_trained_context(data, tmp_path, capsys):
+    out = tmp_path / "implicit"
+    _train_lm(data, out, "implicit")
+    capsys.readouterr()
+    report_path = tmp_path / "lengths.json"
+    assert main(["eval-lengths", "--checkpoint", str(out), "--contexts", "16,32,128",
+                 "--tokens", "256", "--device", "cpu", "--out", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    rows = {r["context"]: r for r in report["rows"]}
+    assert report["trained_context"] == 32 and set(rows) == {16, 32, 128}
+    assert rows[16]["windows"] == 16 and rows[128]["windows"] == 2
+    assert rows[32]["loss_beyond"] is None and rows[128]["loss_beyond"] is not None
+    for r in rows.values():
+        assert 0 < r["loss"] < 10
+    assert "positions >= 32" in capsys.readouterr().out
+
+
+def test_eval_lengths_reuses_the_trained_weights(data, tmp_path):
+    """At the trained context the extended model computes what the trained one does."""
+    import torch
+
+    from specmix.train import load_model
+    out = tmp_path / "implicit"
+    _train_lm(data, out, "implicit")
+    short, _ = load_model(str(out))
+    long, _ = load_model(str(out), context=256)
+    assert long.config.context == 256
+    idx = torch.randint(0, short.config.vocab_size, (2, 32))
+    with torch.no_grad():
+        assert torch.allclose(short(idx)[0], long(idx)[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("filt,mixers,words", [
+    ("frequency", "spectral", "frequency filter has taps for lags < max_len=32 only"),
+    ("implicit", "spectral,attention", "learned position embeddings"),
+])
+def test_eval_lengths_refuses_models_tied_to_their_length(data, tmp_path, capsys, filt, mixers, words):
+    out = tmp_path / "m"
+    _train_lm(data, out, filt, mixers)
+    capsys.readouterr()
+    one_line_error(capsys, ["eval-lengths", "--checkpoint", str(out), "--contexts", "32,64",
+                            "--device", "cpu"], words)
+    # at the trained context or below it works
+    assert main(["eval-lengths", "--checkpoint", str(out), "--contexts", "16,32", "--tokens", "64",
+                 "--device", "cpu"]) == 0
+
+
+def test_lm_bench_sweeps_whole_models(tmp_path, capsys):
+    out = tmp_path / "lm"
+    assert main(["bench", "--backend", "lm", "--lengths", "32,64", "--d-model", "16", "--heads", "2",
+                 "--n-layers", "2", "--window", "8", "--repeats", "2", "--mode", "train",
+                 "--fit-range", "32,64", "--out", str(out)]) == 0
+    report = json.loads((out / "bench.json").read_text())
+    assert {(r["op"], r["n"]) for r in report["results"]} == {
+        (op, n) for op in ("attention", "local", "spectral", "spectral-gated") for n in (32, 64)}
+    text = capsys.readouterr().out
+    assert "attention / spectral-gated" in text and "spectral tok/s" in text
+
+
+def test_bench_decode_writes_rows(tmp_path, capsys):
+    out = tmp_path / "dec"
+    assert main(["bench-decode", "--prompts", "16,64", "--new-tokens", "8", "--d-model", "16",
+                 "--n-layers", "2", "--n-heads", "2", "--repeats", "1", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    rows = json.loads((out / "decode.json").read_text())["rows"]
+    assert {(r["mixers"], r["prompt"]) for r in rows} == {
+        (k, p) for k in ("spectral-gated", "attention") for p in (16, 64)}
+    assert all(r["tokens_per_s"] > 0 and r["prefill_ms"] > 0 for r in rows)
+    assert "spectral-gated tok/s" in capsys.readouterr().out
+    one_line_error(capsys, ["bench-decode", "--prompts", "0"], "--prompts")
+
+
+def test_compare_on_a_task_reports_answer_accuracy(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--task", "recall", "--task-vocab", "8", "--seq-len", "16",
+                 "--mixers", "spectral-gated", "attention", "--n-layers", "1", "--d-model", "16",
+                 "--n-heads", "2", "--batch-size", "4", "--steps", "3", "--eval-every", "3",
+                 "--eval-batches", "1", "--device", "cpu", "--out", str(out)]) == 0
+    report = json.loads((out / "compare.json").read_text())
+    for v in report["variants"]:
+        assert 0 <= v["final_answer_acc"] <= 1 and v["curve"][-1]["step"] == 3
+    assert "final answer acc" in capsys.readouterr().out
+    assert (out / "compare_loss.png").exists()
+
+
+def test_time_limit_ends_the_run_with_an_evaluation(tmp_path):
+    out = tmp_path / "t"
+    assert main(["train", "--task", "recall", "--task-vocab", "8", "--seq-len", "16",
+                 "--n-layers", "1", "--d-model", "16", "--batch-size", "4", "--steps", "1000",
+                 "--eval-every", "500", "--eval-batches", "1", "--time-limit", "1e-9",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    rows = read_metrics(out)
+    assert [r["step"] for r in rows] == [1]
