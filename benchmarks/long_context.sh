@@ -36,8 +36,8 @@ for part in $PARTS; do
         --d-model 128 --batch-size 4 --steps 600 --warmup 50 --lr 2e-3 --eval-every 100 \
         --eval-batches 4 --device cpu --out $R/lm-4096 ;;
   decode)   # cached generation after long prompts, equal-size untrained models
-    $PY -m specmix bench-decode --prompts 1024,8192,32768 --new-tokens 128 --d-model 128 \
-        --n-layers 4 --n-heads 4 --repeats 3 --device cpu --out $R/decode ;;
+    $PY -m specmix bench-decode --prompts 1024,8192,32768 --new-tokens 2048 --d-model 128 \
+        --n-layers 4 --n-heads 4 --repeats 2 --device cpu --out $R/decode ;;
   *) echo "unknown part: $part" >&2; exit 2 ;;
   esac
 done

@@ -2,10 +2,10 @@
 
 For each model kind and prompt length P, a freshly initialised SpecMixLM (same width and
 depth for every kind, no position embedding, so the models differ only in their mixers)
-with context ``P + new_tokens`` runs :meth:`SpecMixLM.decode` twice per repeat: once for 1
-token (the prefill: the prompt's forward plus building the caches) and once for
-``1 + new_tokens`` tokens. Their difference is the time of ``new_tokens`` cached steps.
-Speed does not depend on the weights, so untrained models are measured.
+with context ``P + new_tokens`` runs :meth:`SpecMixLM.prefill` (the prompt's forward plus
+building the caches), then ``new_tokens`` greedy :meth:`SpecMixLM.step` calls; the two are
+timed separately, median over repeats. Speed does not depend on the weights, so untrained
+models are measured.
 """
 from __future__ import annotations
 
@@ -44,14 +44,23 @@ def _ints(text: str, name: str) -> list[int]:
     return values
 
 
-def _timed(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+def _generate(model: SpecMixLM, idx: torch.Tensor, new_tokens: int, device) -> tuple[float, float]:
+    """Seconds of the prefill and of ``new_tokens`` greedy cached steps after it."""
     start = time.perf_counter()
-    fn()
+    logits, states = model.prefill(idx)
+    token = logits.argmax(-1)
+    _sync(device)
+    prefill_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for pos in range(idx.shape[1], idx.shape[1] + new_tokens):
+        token = model.step(token, pos, states).argmax(-1)
+    _sync(device)
+    return prefill_s, time.perf_counter() - start
+
+
+def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def measure(kind: str, prompt: int, cfg: DecodeBenchConfig, device: torch.device) -> dict:
@@ -60,13 +69,9 @@ def measure(kind: str, prompt: int, cfg: DecodeBenchConfig, device: torch.device
                          context=prompt + cfg.new_tokens, mixers=kind, pos_emb="none")
     model = SpecMixLM(model_cfg).to(device).eval()
     idx = torch.randint(0, 65, (1, prompt), device=device)            # (1, P)
-    greedy = lambda logits: logits.argmax(-1)                          # noqa: E731
-    model.decode(idx, 2, greedy)                                       # warm-up
-    prefill, total = [], []
-    for _ in range(cfg.repeats):
-        prefill.append(_timed(lambda: model.decode(idx, 1, greedy), device))
-        total.append(_timed(lambda: model.decode(idx, 1 + cfg.new_tokens, greedy), device))
-    steps_s = max(float(np.median(total)) - float(np.median(prefill)), 1e-9)
+    _generate(model, idx, 2, device)                                  # warm-up
+    prefill, steps = zip(*(_generate(model, idx, cfg.new_tokens, device) for _ in range(cfg.repeats)))
+    steps_s = float(np.median(steps))
     return {"mixers": kind, "prompt": prompt, "new_tokens": cfg.new_tokens, "params": model.num_params(),
             "prefill_ms": float(np.median(prefill)) * 1e3, "ms_per_token": steps_s / cfg.new_tokens * 1e3,
             "tokens_per_s": cfg.new_tokens / steps_s}

@@ -7,7 +7,7 @@ per layer. Kinds: ``spectral`` (gated if ``gated``), ``spectral-gated``, ``atten
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -19,20 +19,22 @@ from .layers import Attention, Block, SpectralMixer
 
 @dataclass
 class LMConfig:
-    vocab_size: int = 65
-    d_model: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    context: int = 256
-    mixers: str = "spectral"
-    filter: str = "frequency"
-    gated: bool = False
-    head_dim: int = 1          # gated spectral layers: outer-product width per head (1 = elementwise)
-    mlp_ratio: float = 4.0
-    dropout: float = 0.0
-    tie_embeddings: bool = True
-    norm: str = "layer"
-    pos_emb: str = "auto"      # auto = learned when any layer attends, else none
+    vocab_size: int = field(default=65, metadata={"help": "tokens (set from the data)"})
+    d_model: int = field(default=128, metadata={"help": "width D"})
+    n_layers: int = field(default=4, metadata={"help": "blocks"})
+    n_heads: int = field(default=4, metadata={"help": "heads of attention layers"})
+    context: int = field(default=256, metadata={"help": "longest sequence (training window)"})
+    mixers: str = field(default="spectral", metadata={"help": "one kind for all layers or one per layer: "
+                                                      "spectral, spectral-gated, attention, local:W"})
+    filter: str = field(default="frequency", metadata={"help": "spectral filter: frequency or implicit (length-free)"})
+    gated: bool = field(default=False, metadata={"help": "gate every spectral layer (as spectral-gated)"})
+    head_dim: int = field(default=1, metadata={"help": "gated spectral layers: outer-product width per head "
+                                               "(1 = elementwise gate)"})
+    mlp_ratio: float = field(default=4.0, metadata={"help": "MLP width / d_model"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout after the embedding"})
+    tie_embeddings: bool = field(default=True, metadata={"help": "share embedding and output weights"})
+    norm: str = field(default="layer", metadata={"help": "layer or rms"})
+    pos_emb: str = field(default="auto", metadata={"help": "auto (learned when any layer attends), learned or none"})
 
     def mixer_kinds(self) -> list[str]:
         kinds = [k.strip() for k in self.mixers.split(",") if k.strip()]
@@ -152,19 +154,34 @@ class SpecMixLM(nn.Module):
         return x_t + block.mlp(block.norm2(x_t))
 
     @torch.no_grad()
-    def decode(self, idx: torch.Tensor, new_tokens: int, pick) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cached decoding: ``pick(logits (B, V)) -> (B,)`` chooses each next token.
-
-        Returns the extended ``idx`` and the logits used for each new token ``(B, new, V)``.
-        Exact within ``context``; past it, the window is cropped and recomputed (no cache).
-        """
+    def prefill(self, idx: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """Run the prompt ``idx (B, N)``; returns the next-token logits ``(B, V)`` and the
+        per-layer caches that :meth:`step` continues from (exact up to ``context`` tokens)."""
         self._check_idx(idx)
         x = self.embed(idx)
         states = []
         for block in self.blocks:
             x, st = self._block_prefill(block, x)
             states.append(st)
-        logits = self.head(self.norm(x[:, -1]))                        # (B, V)
+        return self.head(self.norm(x[:, -1])), states
+
+    @torch.no_grad()
+    def step(self, token: torch.Tensor, position: int, states: list) -> torch.Tensor:
+        """Feed ``token (B,)`` at ``position`` (its index in the sequence, < ``context``);
+        updates ``states`` in place and returns the next-token logits ``(B, V)``."""
+        x_t = self.embed(token[:, None], offset=position)[:, 0]          # (B, D)
+        for block, st in zip(self.blocks, states):
+            x_t = self._block_step(block, x_t, st)
+        return self.head(self.norm(x_t))
+
+    @torch.no_grad()
+    def decode(self, idx: torch.Tensor, new_tokens: int, pick) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cached decoding: ``pick(logits (B, V)) -> (B,)`` chooses each next token.
+
+        Returns the extended ``idx`` and the logits used for each new token ``(B, new, V)``.
+        Exact within ``context``; past it, the window is cropped and recomputed (no cache).
+        """
+        logits, states = self.prefill(idx)
         out, all_logits = idx, []
         for _ in range(new_tokens):
             all_logits.append(logits)
@@ -173,10 +190,7 @@ class SpecMixLM(nn.Module):
             if out.shape[1] > self.config.context:                     # beyond the cache
                 logits = self(out[:, -self.config.context:])[0][:, -1]
                 continue
-            x_t = self.embed(nxt[:, None], offset=out.shape[1] - 1)[:, 0]  # (B, D)
-            for block, st in zip(self.blocks, states):
-                x_t = self._block_step(block, x_t, st)
-            logits = self.head(self.norm(x_t))
+            logits = self.step(nxt, out.shape[1] - 1, states)
         return out, torch.stack(all_logits, dim=1)
 
     @torch.no_grad()

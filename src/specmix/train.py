@@ -8,6 +8,7 @@ never interrupted (same seed): the data order's generator state is part of the c
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -195,13 +196,16 @@ def _check_extensible(cfg: LMConfig, context: int) -> None:
 
 
 def _check_same_run(record: dict, model_cfg: LMConfig, train_cfg: TrainConfig, out: str) -> None:
-    saved_model = dict(record["model"], vocab_size=model_cfg.vocab_size)
+    # fields a checkpoint predates take their defaults
+    saved_model = dict(LMConfig(**record["model"]).to_dict(), vocab_size=model_cfg.vocab_size)
     diffs = [f"{k}: {saved_model.get(k)!r} in the checkpoint vs {v!r} now"
              for k, v in model_cfg.to_dict().items() if saved_model.get(k) != v]
-    for k in ("data", "task", "task_vocab", "seq_len", "steps", "batch_size", "lr", "min_lr_ratio", "warmup", "weight_decay",
-              "grad_clip", "eval_every", "eval_batches", "seed"):
-        if record["train"].get(k) != getattr(train_cfg, k):
-            diffs.append(f"{k}: {record['train'].get(k)!r} in the checkpoint vs {getattr(train_cfg, k)!r} now")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    saved_train = asdict(TrainConfig(**{k: v for k, v in record["train"].items() if k in known}))
+    for k in ("data", "task", "task_vocab", "seq_len", "steps", "batch_size", "lr", "min_lr_ratio",
+              "warmup", "weight_decay", "grad_clip", "eval_every", "eval_batches", "seed"):
+        if saved_train[k] != getattr(train_cfg, k):
+            diffs.append(f"{k}: {saved_train[k]!r} in the checkpoint vs {getattr(train_cfg, k)!r} now")
     if diffs:
         raise CheckpointError(f"the checkpoint in {out} is from another config ({'; '.join(diffs)})")
 
