@@ -42,7 +42,7 @@ def test_fit_slopes_recovers_exponents():
 @pytest.mark.parametrize("kwargs,words", [
     (dict(ops="spectral,bogus"), "--ops: unknown"),
     (dict(lengths="10,x"), "--lengths"),
-    (dict(lengths="0,4"), "positive"),
+    (dict(lengths="0,4"), "expected integers >= 1"),
     (dict(fit_range="100,10"), "--fit-range"),
     (dict(heads=3), "--heads"),
     (dict(dtype="int8"), "--dtype"),

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .bench_ops import LM_OPS, NUMPY_OPS, TORCH_OPS, OpSpec, memory_estimate_bytes, spectral_n_fft
+from .flags import parse_int_list
 
 # The note's table: "CPU / NumPy, single block", d_model 64.
 PUBLISHED = {
@@ -68,16 +69,6 @@ DEFAULTS = {
 }
 
 
-def _ints(text: str, name: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ValueError(f"--{name}: expected a comma list of integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise ValueError(f"--{name}: expected positive integers, got {text!r}")
-    return values
-
-
 def resolve(cfg: BenchConfig) -> tuple[BenchConfig, tuple[str, ...], tuple[int, ...], tuple[int, int]]:
     """Fill backend defaults and validate; raises ValueError naming the flag."""
     base = DEFAULTS[cfg.backend]
@@ -85,8 +76,8 @@ def resolve(cfg: BenchConfig) -> tuple[BenchConfig, tuple[str, ...], tuple[int, 
     unknown = [o for o in ops if o not in base["ops"]]
     if unknown:
         raise ValueError(f"--ops: unknown {cfg.backend} op(s) {unknown}; choose from {base['ops']}")
-    lengths = tuple(sorted(set(_ints(cfg.lengths, "lengths")))) if cfg.lengths else base["lengths"]
-    fit = _ints(cfg.fit_range, "fit-range") if cfg.fit_range else base["fit"]
+    lengths = tuple(sorted(set(parse_int_list(cfg.lengths, "lengths")))) if cfg.lengths else base["lengths"]
+    fit = parse_int_list(cfg.fit_range, "fit-range") if cfg.fit_range else base["fit"]
     if len(fit) != 2 or fit[0] >= fit[1]:
         raise ValueError(f"--fit-range: expected lo,hi with lo < hi, got {cfg.fit_range!r}")
     device = cfg.device

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from .flags import parse_int_list
 from .io import atomic_write_text
 from .model import LMConfig, SpecMixLM, parse_mixer
 
@@ -32,16 +33,6 @@ class DecodeBenchConfig:
     repeats: int = field(default=3, metadata={"help": "timed repeats (median)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda", "choices": ["auto", "cpu", "cuda"]})
     out: str = field(default="runs/decode", metadata={"help": "output folder"})
-
-
-def _ints(text: str, name: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"--{name}: expected a comma list of integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise ValueError(f"--{name}: expected positive integers, got {text!r}")
-    return values
 
 
 def _generate(model: SpecMixLM, idx: torch.Tensor, new_tokens: int, device) -> tuple[float, float]:
@@ -84,7 +75,7 @@ def run_decode_bench(cfg: DecodeBenchConfig, progress: bool = True) -> dict:
     kinds = [k.strip() for k in cfg.mixers.split(",") if k.strip()]
     for kind in kinds:
         parse_mixer(kind)
-    prompts = _ints(cfg.prompts, "prompts")
+    prompts = parse_int_list(cfg.prompts, "prompts")
     if cfg.new_tokens < 1 or cfg.repeats < 1:
         raise ValueError("--new-tokens and --repeats must be >= 1")
     if cfg.d_model % cfg.n_heads:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import TokenData
+from .flags import parse_int_list
 from .io import atomic_write_text
 from .train import CheckpointError, load_config, load_model, resolve_device
 
@@ -32,16 +33,6 @@ class LengthEvalConfig:
     tokens: int = field(default=65536, metadata={"help": "validation tokens scored per context"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda", "choices": ["auto", "cpu", "cuda"]})
     out: str = field(default="", metadata={"help": "JSON file to write (empty = print only)"})
-
-
-def _contexts(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"--contexts: expected a comma list of integers, got {text!r}") from None
-    if not values or min(values) < 2:
-        raise ValueError(f"--contexts: expected integers >= 2, got {text!r}")
-    return sorted(set(values))
 
 
 @torch.no_grad()
@@ -65,7 +56,7 @@ def _buckets(losses: np.ndarray, width: int) -> dict:
 
 def eval_lengths(cfg: LengthEvalConfig) -> dict:
     """Rows ``{context, windows, loss, loss_within, loss_beyond, seconds}`` per context."""
-    contexts = _contexts(cfg.contexts)
+    contexts = sorted(set(parse_int_list(cfg.contexts, "contexts", minimum=2)))
     if cfg.tokens < 1:
         raise ValueError(f"--tokens must be >= 1, got {cfg.tokens}")
     record = load_config(cfg.checkpoint)
