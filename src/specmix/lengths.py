@@ -47,11 +47,14 @@ def _position_losses(model, val: np.ndarray, context: int, n_windows: int, devic
     return np.stack(rows)
 
 
-def _buckets(losses: np.ndarray, width: int) -> dict:
-    """Mean loss per run of ``width`` positions: ``{"start": [...], "loss": [...]}``."""
-    starts = list(range(0, losses.shape[1], width))
-    return {"start": starts, "width": width,
-            "loss": [float(losses[:, s: s + width].mean()) for s in starts]}
+def _buckets(losses: np.ndarray, first: int = 64) -> dict:
+    """Mean loss over position ranges that double in width: [0, 64), [64, 128), [128, 256), ...
+    (an even share of log-spaced positions per point, so the long tail is not all noise)."""
+    edges = [0, first]
+    while edges[-1] < losses.shape[1]:
+        edges.append(min(2 * edges[-1], losses.shape[1]))
+    return {"start": edges[:-1], "stop": edges[1:],
+            "loss": [float(losses[:, a:b].mean()) for a, b in zip(edges[:-1], edges[1:])]}
 
 
 def eval_lengths(cfg: LengthEvalConfig) -> dict:
@@ -75,7 +78,7 @@ def eval_lengths(cfg: LengthEvalConfig) -> dict:
                      "loss_within": float(losses[:, :trained].mean()),
                      "loss_beyond": float(losses[:, trained:].mean()) if context > trained else None,
                      "seconds": time.perf_counter() - start,
-                     "by_position": _buckets(losses, max(1, trained // 4))})
+                     "by_position": _buckets(losses)})
     report = {"config": asdict(cfg), "trained_context": trained, "model": record["model"],
               "corpus": data.name, "rows": rows}
     if cfg.out:

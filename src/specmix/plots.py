@@ -104,12 +104,12 @@ def plot_lengths(report: dict, path: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for row in report["rows"]:
         b = row["by_position"]
-        centres = [s + b["width"] / 2 for s in b["start"]]
+        centres = [np.sqrt(max(a, 1) * z) for a, z in zip(b["start"], b["stop"])]   # log-midpoints
         ax.plot(centres, b["loss"], "o-", ms=3, label=f"context {row['context']} ({row['windows']} windows)")
     ax.axvline(report["trained_context"], color="k", ls=":", lw=1, label="trained context")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("position in the window")
-    ax.set_ylabel("val loss (nats/char), mean over a bucket")
+    ax.set_ylabel("val loss (nats/char) over positions [2^k, 2^(k+1))")
     ax.set_title(f"{report['model']['mixers']} ({report['model']['filter']} filter), trained at "
                  f"context {report['trained_context']}")
     ax.grid(alpha=0.3, which="both")
