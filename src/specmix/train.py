@@ -119,6 +119,7 @@ def evaluate(model: SpecMixLM, data, split: str, cfg: TrainConfig, device) -> di
     ``scored_acc`` (every scored position).
     """
     rng = np.random.default_rng(cfg.seed + (1 if split == "train" else 2))
+    task = isinstance(data, TaskData)
     was_training = model.training
     model.eval()
     losses, answer_hits, hits, scored = [], 0, 0, 0
@@ -126,12 +127,13 @@ def evaluate(model: SpecMixLM, data, split: str, cfg: TrainConfig, device) -> di
         x, y = data.batch(split, cfg.batch_size, model.config.context, rng, device)
         logits, loss = model(x, y)
         losses.append(loss.item())
-        guess, keep = logits.argmax(-1), y != IGNORE                   # (B, N) each
-        answer_hits += int((guess[:, -1] == y[:, -1]).sum())
-        hits, scored = hits + int((guess == y)[keep].sum()), scored + int(keep.sum())
+        if task:
+            guess, keep = logits.argmax(-1), y != IGNORE               # (B, N) each
+            answer_hits += int((guess[:, -1] == y[:, -1]).sum())
+            hits, scored = hits + int((guess == y)[keep].sum()), scored + int(keep.sum())
     model.train(was_training)
     out = {"loss": float(np.mean(losses))}
-    if isinstance(data, TaskData):
+    if task:
         out.update(answer_acc=answer_hits / (cfg.eval_batches * cfg.batch_size), scored_acc=hits / scored)
     return out
 
