@@ -14,10 +14,16 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from specmix.bench import format_report  # noqa: E402
+from specmix.app.bench.report import format_report  # noqa: E402
 from specmix.io import atomic_write_text  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _kinds(model: dict) -> str:
+    """The mixer pattern of a saved model config (a list since typed configs, a string before)."""
+    mixers = model["mixers"]
+    return ",".join(mixers) if isinstance(mixers, list) else mixers
 
 
 def _bench(name: str):
@@ -72,14 +78,14 @@ def _lm(name: str):
         lines = ["| step | train loss | val loss | tokens/s | elapsed s |", "|---|---|---|---|---|"]
         lines += [f"| {r['step']} | {r['train_loss']:.3f} | {r['val_loss']:.3f} | "
                   f"{r['tokens_per_s']:.0f} | {r['elapsed_s']:.0f} |" for r in rows]
-        lines += ["", f"mixers `{m['mixers']}`, d_model {m['d_model']}, {m['n_layers']} layers, "
+        lines += ["", f"mixers `{_kinds(m)}`, d_model {m['d_model']}, {m['n_layers']} layers, "
                   f"context {m['context']}, batch {t['batch_size']}, lr {t['lr']}."]
         return "\n".join(lines)
     return render
 
 
 def _lengths() -> str | None:
-    from specmix.lengths import format_lengths
+    from specmix.app.eval_lengths import format_lengths
     path = RESULTS / "lengths" / "lengths.json"
     if not path.exists():
         return None
@@ -87,13 +93,13 @@ def _lengths() -> str | None:
     m, t = r["model"], json.loads((RESULTS / "lengths-train" / "config.json").read_text())["train"]
     last = [json.loads(x) for x in (RESULTS / "lengths-train" / "metrics.jsonl").read_text().splitlines()][-1]
     return (format_lengths(r) + "\n\n" +
-            f"mixers `{m['mixers']}`, filter {m['filter']}, d_model {m['d_model']}, {m['n_layers']} layers, "
+            f"mixers `{_kinds(m)}`, filter {m['filter']}, d_model {m['d_model']}, {m['n_layers']} layers, "
             f"trained at context {m['context']}: {t['steps']} steps of batch {t['batch_size']}, "
             f"{last['elapsed_s']:.0f} s, val loss {last['val_loss']:.3f} (random windows) at the end.")
 
 
 def _decode() -> str | None:
-    from specmix.bench_decode import format_decode
+    from specmix.app.bench.decode import format_decode
     path = RESULTS / "decode" / "decode.json"
     if not path.exists():
         return None
@@ -110,13 +116,13 @@ SECTIONS = {
     "bench-torch-forward": _bench("torch-forward"),
     "bench-torch-train": _bench("torch-train"),
     "bench-torch-train-65536": _bench("torch-train-65536"),
-    "reference": _json_section("reference/reference.json", "specmix.reference.report.format_report"),
+    "reference": _json_section("reference/reference.json", "specmix.app.reference_run.format_reference"),
     "swap": _swap,
-    "compare": _json_section("compare/compare.json", "specmix.compare.format_compare"),
-    "compare-ctx256": _json_section("compare-ctx256/compare.json", "specmix.compare.format_compare"),
+    "compare": _json_section("compare/compare.json", "specmix.app.compare.format_compare"),
+    "compare-ctx256": _json_section("compare-ctx256/compare.json", "specmix.app.compare.format_compare"),
     "lm-spectral": _lm("lm-spectral"),
-    "recall": _json_section("recall/compare.json", "specmix.compare.format_compare"),
-    "recall-head1": _json_section("recall-head1/compare.json", "specmix.compare.format_compare"),
+    "recall": _json_section("recall/compare.json", "specmix.app.compare.format_compare"),
+    "recall-head1": _json_section("recall-head1/compare.json", "specmix.app.compare.format_compare"),
     "lm-context": _bench("lm-context"),
     "lengths": _lengths,
     "lm-4096": _lm("lm-4096"),

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from specmix import swap_attention
-from specmix.data import TokenData
+from specmix.data.batches import TokenData
 from specmix.io import atomic_write_text
 
 

@@ -1,5 +1,19 @@
-"""Shared test helpers: causality probes and the circular (unpadded) operator used as a guard."""
+"""Shared assertion helpers: causality probes, the circular (unpadded) operator used as a
+guard, and one ``assert_close`` with a per-dtype tolerance table."""
 import torch
+
+# max |actual - expected| / max(|expected|, tiny) accepted per compute dtype
+TOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 3e-2, torch.float16: 5e-3}
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, tol: float | None = None,
+                 what: str = "") -> None:
+    """Relative max-difference check that reports the difference it found."""
+    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    tol = TOL[expected.dtype] if tol is None else tol
+    diff = (actual.double() - expected.double()).abs().max().item()
+    scale = max(expected.double().abs().max().item(), 1e-30)
+    assert diff <= tol * scale, f"{what}: max difference {diff:.3e} (relative {diff / scale:.3e} > {tol:.0e})"
 
 
 def assert_causal(fn, x: torch.Tensor, times=(0, 1, 5), atol: float = 1e-6) -> None:

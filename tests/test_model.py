@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from specmix.model import LMConfig, SpecMixLM
+from specmix.validation import UsageError
 
 PATTERNS = ["spectral", "spectral-gated", "attention", "local:8", "spectral,local:8,spectral-gated"]
 
@@ -20,7 +21,7 @@ def tiny(mixers="spectral", **kw) -> SpecMixLM:
     ("spectral-gated", "implicit", 1, 1), ("spectral,spectral-gated", "frequency", 8, 2)])
 def test_cached_decoding_matches_full_forward(mixers, filt, head_dim, min_block, monkeypatch):
     """min_block 1-2: the spectral cache folds its past into the FFT part every few tokens."""
-    monkeypatch.setattr("specmix.cache.MIN_FOLD_BLOCK", min_block)
+    monkeypatch.setattr("specmix.decoding.MIN_FOLD_BLOCK", min_block)
     model = tiny(mixers, filter=filt, head_dim=head_dim)
     prompt = torch.randint(0, 11, (2, 10), generator=torch.Generator().manual_seed(1))
     out, cached = model.decode(prompt, 64, pick=lambda logits: logits.argmax(-1))
@@ -69,10 +70,9 @@ def test_forward_loss_and_params():
     (dict(mixers="local:0"), "unknown kind"),
     (dict(pos_emb="rotary"), "--pos-emb"),
 ])
-def test_bad_config(kwargs, words):
-    cfg = LMConfig(vocab_size=5, d_model=16, n_layers=3, n_heads=2, context=8, **kwargs)
-    with pytest.raises(ValueError, match=words):
-        SpecMixLM(cfg)
+def test_bad_config_is_refused_on_construction(kwargs, words):
+    with pytest.raises(UsageError, match=words):
+        LMConfig(vocab_size=5, d_model=16, n_layers=3, n_heads=2, context=8, **kwargs)
 
 
 def test_bad_idx():

@@ -1,7 +1,10 @@
 """specmix: FFT-based spectral mixing, an exact causal O(n log n) replacement for self-attention.
 
-The torch-based API is imported lazily, so that ``specmix.reference`` (NumPy only) and the
-command line's NumPy paths never load torch.
+The library core lives at the package root (functional <- filters <- mixers <- blocks <- model
+<- swap); ``specmix.data`` holds corpora and synthetic tasks, ``specmix.app`` the command line
+and everything it runs, ``specmix.reference`` a NumPy-only twin. The torch-based API is
+imported lazily, so that ``specmix.reference`` and the command line's NumPy paths never
+load torch.
 """
 from importlib import import_module
 
@@ -12,9 +15,13 @@ _EXPORTS = {
     "attention_core": "functional", "local_attention": "functional",
     "next_fast_len": "functional",
     "FrequencyFilter": "filters", "ImplicitFilter": "filters",
-    "SpectralMixer": "layers", "Attention": "layers", "MLP": "layers", "Block": "layers",
+    "SpectralMixer": "mixers", "SpectralState": "mixers", "Attention": "mixers",
+    "AttentionState": "mixers",
+    "MLP": "blocks", "Block": "blocks",
+    "ConvCache": "decoding",
     "LMConfig": "model", "SpecMixLM": "model",
     "SpectralSelfAttention": "swap", "swap_attention": "swap",
+    "UsageError": "validation",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,80 +1,118 @@
 """The language model: token embedding -> blocks -> norm -> head, with any mixer per layer.
 
-``mixers`` is a per-layer pattern: one kind for every layer, or a comma list with one kind
-per layer. Kinds: ``spectral`` (gated if ``gated``), ``spectral-gated``, ``attention``,
-``local:W`` (sliding window of W). Legend: B batch, N sequence, D d_model, V vocabulary.
+``LMConfig.mixers`` is a per-layer pattern: one kind for every layer, or one kind per layer.
+Kinds: ``spectral``, ``spectral-gated``, ``attention``, ``local:W`` (sliding window of W).
+Legend: B batch, N sequence, D d_model, V vocabulary.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import cache
-from .layers import Attention, Block, SpectralMixer
+from .blocks import Block
+from .mixers import Attention, SpectralMixer
+from .validation import UsageError, check_fields
+
+MIXER_KINDS = "spectral, spectral-gated, attention or local:W"
 
 
-@dataclass
+@dataclass(frozen=True)
+class MixerKind:
+    """One parsed kind of ``LMConfig.mixers``: ``"local:64"`` -> ``MixerKind("attention", 64)``."""
+
+    name: Literal["spectral", "spectral-gated", "attention"]
+    window: int | None = None
+
+    @classmethod
+    def parse(cls, kind: str) -> "MixerKind":
+        if kind in ("spectral", "spectral-gated", "attention"):
+            return cls(kind)
+        if isinstance(kind, str) and kind.startswith("local:") and kind[6:].isdigit() and int(kind[6:]) >= 1:
+            return cls("attention", int(kind[6:]))
+        raise UsageError(f"--mixers: unknown kind {kind!r}; expected {MIXER_KINDS}")
+
+
+@dataclass(frozen=True)
 class LMConfig:
-    vocab_size: int = field(default=65, metadata={"help": "tokens (set from the data)"})
+    """The model's shape; validated on construction and never mutated (use ``dataclasses.replace``)."""
+
+    vocab_size: int | None = field(default=None, metadata={"help": "tokens (None: from the data)"})
     d_model: int = field(default=128, metadata={"help": "width D"})
     n_layers: int = field(default=4, metadata={"help": "blocks"})
     n_heads: int = field(default=4, metadata={"help": "heads of attention layers"})
-    context: int = field(default=256, metadata={"help": "longest sequence (training window)"})
-    mixers: str = field(default="spectral", metadata={"help": "one kind for all layers or one per layer: "
-                                                      "spectral, spectral-gated, attention, local:W"})
-    filter: str = field(default="frequency", metadata={"help": "spectral filter: frequency or implicit (length-free)"})
-    gated: bool = field(default=False, metadata={"help": "gate every spectral layer (as spectral-gated)"})
-    head_dim: int = field(default=1, metadata={"help": "gated spectral layers: outer-product width per head "
-                                               "(1 = elementwise gate)"})
-    mlp_ratio: float = field(default=4.0, metadata={"help": "MLP width / d_model"})
-    dropout: float = field(default=0.0, metadata={"help": "dropout after the embedding"})
+    context: int = field(default=256, metadata={"help": "longest sequence (training window)",
+                                                "aliases": ("--seq-len",)})
+    mixers: tuple[str, ...] = field(default=("spectral",), metadata={
+        "help": f"one kind for all layers or one per layer: {MIXER_KINDS}"})
+    filter: Literal["frequency", "implicit"] = field(default="frequency", metadata={
+        "help": "spectral filter: frequency (learned response, N <= context) or implicit (length-free)"})
+    head_dim: int = field(default=1, metadata={"help": "gated spectral layers: outer-product width "
+                                               "per head (1 = elementwise gate)"})
+    mlp_ratio: float = field(default=4.0, metadata={"help": "MLP width / d_model (0 = no MLP)"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout after the embedding, on each "
+                                                  "residual branch and on attention weights"})
     tie_embeddings: bool = field(default=True, metadata={"help": "share embedding and output weights"})
-    norm: str = field(default="layer", metadata={"help": "layer or rms"})
-    pos_emb: str = field(default="auto", metadata={"help": "auto (learned when any layer attends), learned or none"})
+    norm: Literal["layer", "rms"] = field(default="layer", metadata={"help": "layer or rms"})
+    pos_emb: Literal["auto", "learned", "none"] = field(default="auto", metadata={
+        "help": "auto (learned when any layer attends), learned or none"})
 
-    def mixer_kinds(self) -> list[str]:
-        kinds = [k.strip() for k in self.mixers.split(",") if k.strip()]
-        if len(kinds) == 1:
-            kinds = kinds * self.n_layers
-        if len(kinds) != self.n_layers:
-            raise ValueError(f"--mixers: {len(kinds)} kinds given for n_layers={self.n_layers}; "
+    def __post_init__(self) -> None:
+        if isinstance(self.mixers, str):          # "spectral,local:64" from Python or old JSON
+            object.__setattr__(self, "mixers", tuple(k.strip() for k in self.mixers.split(",") if k.strip()))
+        if isinstance(self.mixers, list):
+            object.__setattr__(self, "mixers", tuple(self.mixers))
+        check_fields(self, minimum={"vocab_size": 1, "d_model": 1, "n_layers": 1, "n_heads": 1,
+                                    "context": 1, "head_dim": 1, "mlp_ratio": 0.0, "dropout": 0.0})
+        if self.dropout >= 1:
+            raise UsageError(f"--dropout must be < 1, got {self.dropout}")
+        if len(self.mixers) not in (1, self.n_layers):
+            raise UsageError(f"--mixers: {len(self.mixers)} kinds given for n_layers={self.n_layers}; "
                              "give one kind or one per layer")
-        for kind in kinds:
-            parse_mixer(kind)
-        return kinds
+        for kind in self.mixers:
+            MixerKind.parse(kind)
+        if self.d_model % self.n_heads:
+            raise UsageError(f"--n-heads {self.n_heads} must divide --d-model {self.d_model}")
+        if self.d_model % self.head_dim:
+            raise UsageError(f"--head-dim {self.head_dim} must divide --d-model {self.d_model}")
+
+    def mixer_kinds(self) -> list[MixerKind]:
+        """One parsed kind per layer."""
+        kinds = self.mixers * self.n_layers if len(self.mixers) == 1 else self.mixers
+        return [MixerKind.parse(k) for k in kinds]
 
     def uses_positions(self) -> bool:
-        if self.pos_emb not in ("auto", "learned", "none"):
-            raise ValueError(f"--pos-emb: expected auto, learned or none, got {self.pos_emb!r}")
         if self.pos_emb == "auto":
-            return any(parse_mixer(k)[0] == "attention" for k in self.mixer_kinds())
+            return any(k.name == "attention" for k in self.mixer_kinds())
         return self.pos_emb == "learned"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return dict(dataclasses.asdict(self), mixers=list(self.mixers))
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "LMConfig":
+        """A config from ``config.json``, also from releases before typed configs: their
+        ``gated: true`` turned every ``spectral`` layer into ``spectral-gated``."""
+        record = dict(record)
+        if record.pop("gated", False):
+            kinds = record.get("mixers", "spectral")
+            kinds = kinds.split(",") if isinstance(kinds, str) else kinds
+            record["mixers"] = ["spectral-gated" if k.strip() == "spectral" else k for k in kinds]
+        unknown = sorted(set(record) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise UsageError(f"model config has unknown fields {unknown}; was it written by a newer specmix?")
+        return cls(**record)
 
 
-def parse_mixer(kind: str) -> tuple[str, int | None]:
-    """``"local:64"`` -> ``("attention", 64)``; ``"spectral-gated"`` -> ``("spectral-gated", None)``."""
-    if kind in ("spectral", "spectral-gated"):
-        return kind, None
-    if kind == "attention":
-        return "attention", None
-    if kind.startswith("local:") and kind[6:].isdigit() and int(kind[6:]) >= 1:
-        return "attention", int(kind[6:])
-    raise ValueError(f"--mixers: unknown kind {kind!r}; expected spectral, spectral-gated, "
-                     "attention or local:W")
-
-
-def build_mixer(kind: str, cfg: LMConfig) -> nn.Module:
-    name, window = parse_mixer(kind)
-    if name == "attention":
-        return Attention(cfg.d_model, cfg.n_heads, causal=True, window=window)
-    gated = cfg.gated or name == "spectral-gated"
+def build_mixer(kind: MixerKind, cfg: LMConfig) -> nn.Module:
+    if kind.name == "attention":
+        return Attention(cfg.d_model, cfg.n_heads, causal=True, window=kind.window, dropout=cfg.dropout)
+    gated = kind.name == "spectral-gated"
     return SpectralMixer(cfg.d_model, cfg.context, causal=True, filter=cfg.filter, gated=gated,
                          head_dim=cfg.head_dim if gated else 1)
 
@@ -87,13 +125,18 @@ class SpecMixLM(nn.Module):
 
     def __init__(self, config: LMConfig) -> None:
         super().__init__()
+        if not isinstance(config, LMConfig):
+            raise TypeError(f"SpecMixLM: config must be an LMConfig, got {type(config).__name__}")
+        if config.vocab_size is None:
+            raise UsageError("SpecMixLM: LMConfig.vocab_size is None; set it (the data's vocabulary "
+                             "size) with dataclasses.replace(config, vocab_size=V)")
         self.config = config
         d = config.d_model
         self.tok_emb = nn.Embedding(config.vocab_size, d)
         self.pos_emb = nn.Embedding(config.context, d) if config.uses_positions() else None
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(d, build_mixer(k, config), config.mlp_ratio, config.norm)
-                                    for k in config.mixer_kinds())
+        self.blocks = nn.ModuleList(Block(d, build_mixer(k, config), config.mlp_ratio, config.norm,
+                                          dropout=config.dropout) for k in config.mixer_kinds())
         self.norm = nn.LayerNorm(d) if config.norm == "layer" else nn.RMSNorm(d)
         self.head = nn.Linear(d, config.vocab_size, bias=False)
         if config.tie_embeddings:
@@ -144,25 +187,16 @@ class SpecMixLM(nn.Module):
         return logits, loss
 
     # ------------------------------------------------------------------ decoding
-    def _block_prefill(self, block: Block, x: torch.Tensor):
-        y, state = cache.prefill(block.mixer, block.norm1(x), self.config.context)
-        x = x + y
-        return x + block.mlp(block.norm2(x)), state
-
-    def _block_step(self, block: Block, x_t: torch.Tensor, state) -> torch.Tensor:
-        x_t = x_t + cache.step(block.mixer, block.norm1(x_t), state)
-        return x_t + block.mlp(block.norm2(x_t))
-
     @torch.no_grad()
     def prefill(self, idx: torch.Tensor) -> tuple[torch.Tensor, list]:
         """Run the prompt ``idx (B, N)``; returns the next-token logits ``(B, V)`` and the
-        per-layer caches that :meth:`step` continues from (exact up to ``context`` tokens)."""
+        per-layer states that :meth:`step` continues from (exact up to ``context`` tokens)."""
         self._check_idx(idx)
         x = self.embed(idx)
         states = []
         for block in self.blocks:
-            x, st = self._block_prefill(block, x)
-            states.append(st)
+            x, state = block.prefill(x, self.config.context)
+            states.append(state)
         return self.head(self.norm(x[:, -1])), states
 
     @torch.no_grad()
@@ -170,8 +204,8 @@ class SpecMixLM(nn.Module):
         """Feed ``token (B,)`` at ``position`` (its index in the sequence, < ``context``);
         updates ``states`` in place and returns the next-token logits ``(B, V)``."""
         x_t = self.embed(token[:, None], offset=position)[:, 0]          # (B, D)
-        for block, st in zip(self.blocks, states):
-            x_t = self._block_step(block, x_t, st)
+        for block, state in zip(self.blocks, states):
+            x_t = block.step(x_t, state)
         return self.head(self.norm(x_t))
 
     @torch.no_grad()

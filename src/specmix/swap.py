@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import SpectralMixer
+from .mixers import SpectralMixer
 
 __all__ = ["SpectralSelfAttention", "swap_attention"]
 

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .spectral import next_fast_len
+from .spectral import smooth_len
 
 
 # ----------------------------------------------------------------------------- embedding
@@ -123,7 +123,7 @@ def spectral_forward(x: np.ndarray, response: np.ndarray, grid: int):
     if seq_len > grid:
         raise ValueError(f"sequence length N={seq_len} exceeds the filter's max_len={grid}")
     k = _irfft_pairs(response, grid)[:, :seq_len]                    # (D, N)
-    n_fft = next_fast_len(2 * seq_len - 1)
+    n_fft = smooth_len(2 * seq_len - 1)
     k_f = np.fft.rfft(k, n=n_fft, axis=-1).T                         # (F', D) complex
     x_f = np.fft.rfft(x, n=n_fft, axis=1)                            # (B, F', D) complex
     y = np.fft.irfft(x_f * k_f, n=n_fft, axis=1)[:, :seq_len]        # (B, N, D)

@@ -11,30 +11,23 @@ from functools import lru_cache
 import numpy as np
 
 
-def _is_7_smooth(m: int) -> bool:
-    for p in (2, 3, 5, 7):
-        while m % p == 0:
-            m //= p
-    return m == 1
-
-
 @lru_cache(maxsize=4096)
-def next_fast_len(n: int) -> int:
-    """A fast FFT length ``m >= n``: ``16 * j`` with ``j`` 7-smooth (any 7-smooth m for n <= 1024).
+def smooth_len(n: int) -> int:
+    """The smallest 2-3-5-7-smooth length ``m >= n``: NumPy's pocketfft runs those fastest.
 
-    The smallest 7-smooth length is not always the fastest: torch's CPU FFT (MKL in the
-    2.13 wheel) on 2 cores ran an rfft+irfft pair for n = 131073 in 106 ms at
-    m = 131220 = 2^2 3^8 5 but in 77 ms at m = 131712 = 2^7 3 7^3, the first multiple of 16
-    (a development measurement, D = 256).
+    (The torch side picks its lengths for MKL instead: ``specmix.functional.next_fast_len``.)
     """
     if n < 1:
-        raise ValueError(f"next_fast_len: n must be >= 1, got {n}")
-    if n <= 1024:
-        return next(m for m in range(n, 2 * n + 2) if _is_7_smooth(m))
-    j = -(-n // 16)
-    while not _is_7_smooth(j):
-        j += 1
-    return 16 * j
+        raise ValueError(f"smooth_len: n must be >= 1, got {n}")
+    m = n
+    while True:
+        r = m
+        for p in (2, 3, 5, 7):
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += 1
 
 
 def apply_spectrum(x_t: np.ndarray, k_f: np.ndarray, n_fft: int) -> np.ndarray:

@@ -1,21 +1,28 @@
-"""Train the NumPy reference LM, its no-mixing ablation, and the exact bigram baseline.
+"""``specmix reference``: train the NumPy reference LM, its no-mixing ablation, and the exact
+bigram baseline; write ``reference.json`` and ``reference_loss.png``.
 
-``run_reference(cfg)`` returns the metrics that ``specmix reference`` writes to
-``reference.json``. NumPy only.
+``run_reference(cfg)`` returns the metrics. NumPy only: neither this module nor what it
+imports loads torch (a test checks it in a subprocess).
 """
 from __future__ import annotations
 
 import math
 import time
+import json
+import os
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 
-from ..corpus import CharTokenizer, load_corpus, sample_batch, split_tokens
-from .model import Adam, RefModelConfig, backward, forward, init_params
+from ..data.corpus import CharTokenizer, load_corpus, sample_batch, split_tokens
+from ..io import atomic_write_text
+from ..reference.model import Adam, RefModelConfig, backward, forward, init_params
+from ..validation import check_fields
+from .plots import optional_plot
 
 
-@dataclass
+@dataclass(frozen=True)
 class RefTrainConfig:
     data: str | None = field(default=None, metadata={"help": "UTF-8 text file; omitted = the default corpus"})
     steps: int = field(default=500, metadata={"help": "Adam steps per model"})
@@ -27,9 +34,13 @@ class RefTrainConfig:
     seed: int = field(default=0, metadata={"help": "seed of init and data order"})
     eval_every: int = field(default=100, metadata={"help": "steps between evaluations"})
     eval_batches: int = field(default=8, metadata={"help": "fixed batches per evaluation"})
-    dtype: str = field(default="float32", metadata={"help": "float32 or float64 (gradient checks use float64)",
-                                                    "choices": ["float32", "float64"]})
+    dtype: Literal["float32", "float64"] = field(default="float32", metadata={
+        "help": "float32 or float64 (gradient checks use float64)"})
     out: str = field(default="runs/reference", metadata={"help": "output folder"})
+
+    def __post_init__(self) -> None:
+        check_fields(self, minimum={name: 1 for name in ("steps", "context", "batch_size", "d_model",
+                                                         "n_layers", "eval_every", "eval_batches")})
 
 
 def get_lr(step: int, cfg: RefTrainConfig, warmup: int = 20) -> float:
@@ -99,3 +110,26 @@ def run_reference(cfg: RefTrainConfig, progress: bool = True) -> dict:
         "loss_curve": [{"step": s, "train": a, "val": b} for s, a, b in spectral["curve"]],
         "no_mixing_curve": [{"step": s, "train": a, "val": b} for s, a, b in ablation["curve"]],
     }
+
+
+def write_reference(result: dict, out: str) -> list[str]:
+    """``reference.json`` and (with matplotlib) ``reference_loss.png`` in ``out``; the paths."""
+    os.makedirs(out, exist_ok=True)
+    json_path = os.path.join(out, "reference.json")
+    atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
+    png_path = os.path.join(out, "reference_loss.png")
+    return [json_path] + ([png_path] if optional_plot("plot_reference", result, png_path) else [])
+
+
+def format_reference(r: dict) -> str:
+    rows = [("initial loss (val)", r["initial_loss"]),
+            ("final train loss", r["final_train_loss"]),
+            ("final val loss (spectral)", r["final_val_loss"]),
+            ("val loss without mixing (identity ablation)", r["no_mixing_val_loss"]),
+            ("exact bigram val loss (add-1 counts on train)", r["bigram_val_loss"])]
+    lines = ["| metric | nats/char |", "|---|---|"] + [f"| {k} | {v:.3f} |" for k, v in rows]
+    cfg = r["config"]
+    lines += ["", f"{r['steps']} steps, d_model {cfg['d_model']}, context {cfg['context']}, "
+              f"batch {cfg['batch_size']}, corpus {r['corpus']}; both models trained in "
+              f"{r['seconds']:.0f} s. Mixing gain: {r['no_mixing_val_loss'] - r['final_val_loss']:.3f} nats."]
+    return "\n".join(lines)

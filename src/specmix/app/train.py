@@ -1,10 +1,10 @@
 """Training: ``train(model_cfg, train_cfg) -> metrics``, with exact resume and atomic checkpoints.
 
-Files in ``out``: ``config.json`` (model + training config + tokenizer), ``model.safetensors``,
-``state.pt`` (optimizer, data-order and torch RNG states, step), ``metrics.jsonl`` (one JSON
-object per evaluation) and ``loss.png``. Every write is atomic (temp file + rename).
+Files in ``out`` (see :mod:`specmix.app.checkpoint`): ``config.json``, ``model.safetensors``,
+``state.pt``, ``metrics.jsonl`` (one JSON object per evaluation) and ``loss.png``.
 An interrupted run resumed with ``resume=True`` produces the same metrics as one that was
 never interrupted (same seed): the data order's generator state is part of the checkpoint.
+Neither config is mutated: what the data resolves (the vocabulary) comes back as a new config.
 """
 from __future__ import annotations
 
@@ -13,45 +13,69 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
 
-from .corpus import CharTokenizer
-from .data import TaskData, TokenData
-from .io import atomic_path, atomic_write_text
-from .model import LMConfig, SpecMixLM
-from .tasks import IGNORE, TaskSpec
+from ..data.batches import TaskData, TokenData, load_data
+from ..data.corpus import CharTokenizer
+from ..data.tasks import IGNORE
+from ..io import atomic_write_text
+from ..model import LMConfig, SpecMixLM
+from ..validation import UsageError, check_fields
+from .checkpoint import (check_same_run, config_record, load_config, load_model, load_state,
+                         save_checkpoint, write_config)
+from .plots import optional_plot
+from .runtime import Dist, resolve_device
 
 
-class CheckpointError(ValueError):
-    """A missing or mismatched checkpoint: printed as a one-line error."""
-
-
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
+    """How to train; validated on construction. The sequence length is ``LMConfig.context``."""
+
     data: str | None = field(default=None, metadata={"help": "UTF-8 text file; omitted = the default corpus 'shakespeare'"})
-    task: str = field(default="lm", metadata={"help": "lm (next character of --data) or a synthetic task",
-                                              "choices": ["lm", "recall", "copy"]})
+    task: Literal["lm", "recall", "copy"] = field(default="lm", metadata={
+        "help": "lm (next character of --data) or a synthetic task"})
     task_vocab: int = field(default=30, metadata={"help": "vocabulary of --task recall/copy"})
-    seq_len: int = field(default=0, metadata={"help": "training sequence length; sets the model's --context (0 = keep it)"})
     steps: int = field(default=1000, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=32, metadata={"help": "sequences per step"})
     lr: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW)"})
     min_lr_ratio: float = field(default=0.1, metadata={"help": "cosine decay ends at lr * this"})
     warmup: int = field(default=50, metadata={"help": "linear warmup steps"})
     weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay on matrices"})
-    grad_clip: float = field(default=1.0, metadata={"help": "max gradient norm (0 = off)"})
+    grad_clip: float | None = field(default=1.0, metadata={"help": "max gradient norm (none = off)"})
     eval_every: int = field(default=100, metadata={"help": "steps between evaluations + checkpoints"})
     eval_batches: int = field(default=20, metadata={"help": "fixed batches per evaluation"})
     seed: int = field(default=1337, metadata={"help": "seed of init and data order"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda", "choices": ["auto", "cpu", "cuda"]})
+    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     out: str = field(default="runs/train", metadata={"help": "output folder"})
     resume: bool = field(default=False, metadata={"help": "continue from the checkpoint in --out"})
-    stop_at: int = field(default=0, metadata={"help": "save and stop after this step (0 = run to --steps)"})
-    time_limit: float = field(default=0.0, metadata={"help": "end (evaluate, save) at the first step after "
-                                                     "this many seconds of the run (0 = no limit)"})
+    stop_at: int | None = field(default=None, metadata={"help": "save and stop after this step (none = run to --steps)"})
+    time_limit: float | None = field(default=None, metadata={"help": "end (evaluate, save) at the first step after "
+                                                              "this many seconds of the run (none = no limit)"})
+
+    # fields a resumed run must share with its checkpoint (the rest may change between runs)
+    SAME_RUN = ("data", "task", "task_vocab", "steps", "batch_size", "lr", "min_lr_ratio", "warmup",
+                "weight_decay", "grad_clip", "eval_every", "eval_batches", "seed")
+
+    def __post_init__(self) -> None:
+        check_fields(self, minimum={"task_vocab": 2, "steps": 1, "batch_size": 1, "lr": 0.0, "min_lr_ratio": 0.0,
+                                    "warmup": 0, "weight_decay": 0.0, "grad_clip": 0.0, "eval_every": 1,
+                                    "eval_batches": 1, "stop_at": 1, "time_limit": 0.0})
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "TrainConfig":
+        """A config from ``config.json``; files from before typed configs wrote 0 for unset
+        ``stop_at`` / ``time_limit`` / ``grad_clip`` and a ``seq_len`` that had already been
+        copied into the model's context."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in record.items() if k in known}
+        for name in ("stop_at", "time_limit", "grad_clip"):
+            if values.get(name) == 0:
+                values[name] = None
+        return cls(**values)
 
 
 def get_lr(step: int, cfg: TrainConfig) -> float:
@@ -61,44 +85,6 @@ def get_lr(step: int, cfg: TrainConfig) -> float:
     progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
     floor = cfg.lr * cfg.min_lr_ratio
     return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
-
-
-@dataclass
-class Dist:
-    """This process' place in a data-parallel run (``torchrun`` sets the environment)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls) -> "Dist":
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world == 1:
-            return cls()
-        return cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def _init_distributed(dist: Dist, device: torch.device) -> torch.device:
-    """Join the process group: gloo on CPU, nccl on CUDA (one GPU per local rank)."""
-    import torch.distributed as td
-    if device.type == "cuda":
-        device = torch.device("cuda", dist.local_rank)
-        torch.cuda.set_device(device)
-    td.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return device
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    return torch.device(name)
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -138,88 +124,10 @@ def evaluate(model: SpecMixLM, data, split: str, cfg: TrainConfig, device) -> di
     return out
 
 
-# ----------------------------------------------------------------------------- checkpoints
-def _config_record(model_cfg: LMConfig, train_cfg: TrainConfig, data) -> dict:
-    record = {"model": model_cfg.to_dict(), "train": asdict(train_cfg)}
-    if isinstance(data, TaskData):
-        return dict(record, task=data.spec.to_dict())
-    return dict(record, tokenizer=data.tokenizer.to_dict())
-
-
-def save_checkpoint(out: str, model, opt, rng: np.random.Generator, step: int, metrics: list) -> None:
-    from safetensors.torch import save_model
-    with atomic_path(os.path.join(out, "model.safetensors")) as tmp:
-        save_model(model, tmp, metadata={"step": str(step)})
-    state = {"step": step, "optimizer": opt.state_dict(), "data_rng": rng.bit_generator.state,
-             "torch_rng": torch.get_rng_state(), "metrics": metrics}
-    with atomic_path(os.path.join(out, "state.pt")) as tmp:
-        torch.save(state, tmp)
-
-
-def load_config(out: str) -> dict:
-    path = os.path.join(out, "config.json")
-    if not os.path.isfile(path):
-        raise CheckpointError(f"no checkpoint in {out}: {path} does not exist")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def load_model(out: str, device="cpu", context: int | None = None) -> tuple[SpecMixLM, CharTokenizer | None]:
-    """The model and tokenizer of the checkpoint in ``out`` (tokenizer None for a task run).
-
-    ``context`` longer than the trained one rebuilds the model for longer inputs: allowed
-    only when nothing in it is tied to the trained length (implicit filters or attention,
-    no learned positions); a frequency filter has no taps beyond its ``max_len``.
-    """
-    from safetensors.torch import load_model as st_load
-    record = load_config(out)
-    cfg = LMConfig(**record["model"])
-    if context is not None and context > cfg.context:
-        _check_extensible(cfg, context)
-        cfg.context = context
-    model = SpecMixLM(cfg).to(device)
-    weights = os.path.join(out, "model.safetensors")
-    if not os.path.isfile(weights):
-        raise CheckpointError(f"no checkpoint in {out}: {weights} does not exist")
-    st_load(model, weights, device=str(device))
-    tok = record.get("tokenizer")
-    return model, CharTokenizer.from_dict(tok) if tok else None
-
-
-def _check_extensible(cfg: LMConfig, context: int) -> None:
-    spectral = any(k.startswith("spectral") for k in cfg.mixer_kinds())
-    if cfg.uses_positions():
-        raise CheckpointError(f"context {context} > the trained {cfg.context}: this model has learned "
-                              "position embeddings, which stop at the trained context")
-    if spectral and cfg.filter == "frequency":
-        raise CheckpointError(f"context {context} > the trained {cfg.context}: the frequency filter "
-                              f"has taps for lags < max_len={cfg.context} only; train with "
-                              "--filter implicit for a length-free model")
-
-
-def _check_same_run(record: dict, model_cfg: LMConfig, train_cfg: TrainConfig, out: str) -> None:
-    # fields a checkpoint predates take their defaults
-    saved_model = dict(LMConfig(**record["model"]).to_dict(), vocab_size=model_cfg.vocab_size)
-    diffs = [f"{k}: {saved_model.get(k)!r} in the checkpoint vs {v!r} now"
-             for k, v in model_cfg.to_dict().items() if saved_model.get(k) != v]
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    saved_train = asdict(TrainConfig(**{k: v for k, v in record["train"].items() if k in known}))
-    for k in ("data", "task", "task_vocab", "seq_len", "steps", "batch_size", "lr", "min_lr_ratio",
-              "warmup", "weight_decay", "grad_clip", "eval_every", "eval_batches", "seed"):
-        if saved_train[k] != getattr(train_cfg, k):
-            diffs.append(f"{k}: {saved_train[k]!r} in the checkpoint vs {getattr(train_cfg, k)!r} now")
-    if diffs:
-        raise CheckpointError(f"the checkpoint in {out} is from another config ({'; '.join(diffs)})")
-
-
 # ----------------------------------------------------------------------------- the loop
 def _write_metrics(out: str, metrics: list[dict]) -> None:
     atomic_write_text(os.path.join(out, "metrics.jsonl"), "".join(json.dumps(m) + "\n" for m in metrics))
-    try:
-        from .plots import plot_losses
-        plot_losses(metrics, os.path.join(out, "loss.png"))
-    except ImportError:            # matplotlib is an optional extra
-        pass
+    optional_plot("plot_losses", metrics, os.path.join(out, "loss.png"))
 
 
 @dataclass
@@ -233,12 +141,12 @@ class _Run:
     metrics: list
 
 
-def _setup(model_cfg: LMConfig, cfg: TrainConfig, data: TokenData, record, device) -> _Run:
+def _setup(model_cfg: LMConfig, cfg: TrainConfig, resumed: bool, device) -> _Run:
     torch.manual_seed(cfg.seed)
-    model = load_model(cfg.out, device)[0] if record else SpecMixLM(model_cfg).to(device)
+    model = load_model(cfg.out, device)[0] if resumed else SpecMixLM(model_cfg).to(device)
     run = _Run(model, make_optimizer(model, cfg), np.random.default_rng(cfg.seed), 0, [])
-    if record:
-        state = torch.load(os.path.join(cfg.out, "state.pt"), weights_only=False)
+    if resumed:
+        state = load_state(cfg.out)
         run.opt.load_state_dict(state["optimizer"])
         run.rng.bit_generator.state = state["data_rng"]
         torch.set_rng_state(state["torch_rng"])
@@ -263,35 +171,25 @@ def _eval_row(run: _Run, data: TokenData, cfg: TrainConfig, device, tokens_per_s
     return row
 
 
-def _load_data(model_cfg: LMConfig, cfg: TrainConfig, record: dict | None):
-    """The corpus (``task="lm"``) or the synthetic task; ``seq_len`` sets the model's context."""
-    if cfg.seq_len < 0:
-        raise ValueError(f"--seq-len must be >= 0, got {cfg.seq_len}")
-    if cfg.seq_len:
-        model_cfg.context = cfg.seq_len
-    if cfg.task != "lm":
-        return TaskData.load(TaskSpec(cfg.task, cfg.task_vocab, model_cfg.context))
-    tok = CharTokenizer.from_dict(record["tokenizer"]) if record and record.get("tokenizer") else None
-    return TokenData.load(cfg.data, model_cfg.context, tok)
-
-
 def _prepare(model_cfg: LMConfig, cfg: TrainConfig, dist: Dist):
-    """Data, device and the run state (fresh or resumed); config.json written by rank 0."""
+    """Data, the resolved model config, device and the run state (fresh or resumed);
+    config.json is written by rank 0."""
     device = resolve_device(cfg.device)
     if cfg.batch_size % dist.world:
-        raise ValueError(f"--batch-size {cfg.batch_size} must be divisible by the {dist.world} processes")
+        raise UsageError(f"--batch-size {cfg.batch_size} must be divisible by the {dist.world} processes")
     record = load_config(cfg.out) if cfg.resume else None
-    data = _load_data(model_cfg, cfg, record)
-    model_cfg.vocab_size = data.vocab_size
+    tok = CharTokenizer.from_dict(record["tokenizer"]) if record and record.get("tokenizer") else None
+    data = load_data(task=cfg.task, data=cfg.data, task_vocab=cfg.task_vocab, context=model_cfg.context,
+                     tokenizer=tok)
+    model_cfg = dataclasses.replace(model_cfg, vocab_size=data.vocab_size)
     if record:
-        _check_same_run(record, model_cfg, cfg, cfg.out)
+        check_same_run(record, model_cfg, cfg, TrainConfig.SAME_RUN, cfg.out)
     if dist.world > 1:
-        device = _init_distributed(dist, device)
-    run = _setup(model_cfg, cfg, data, record, device)
+        device = dist.join(device)
+    run = _setup(model_cfg, cfg, record is not None, device)
     if dist.main:
         os.makedirs(cfg.out, exist_ok=True)
-        atomic_write_text(os.path.join(cfg.out, "config.json"),
-                          json.dumps(_config_record(model_cfg, cfg, data), indent=2) + "\n")
+        write_config(cfg.out, config_record(model_cfg, dataclasses.asdict(cfg), data))
     return data, device, run
 
 
@@ -302,7 +200,7 @@ def _optimizer_step(run: _Run, stepper, data, cfg: TrainConfig, dist: Dist, devi
     x, y = _local_batch(data, cfg, run, dist, device)
     _, loss = stepper(x, y)
     loss.backward()
-    if cfg.grad_clip > 0:
+    if cfg.grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
     run.opt.step()
     run.opt.zero_grad(set_to_none=True)
@@ -344,7 +242,7 @@ def train(model_cfg: LMConfig, cfg: TrainConfig, progress: bool = True) -> list[
             tokens += cfg.batch_size * run.model.config.context
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens / (time.perf_counter() - tick):.0f}")
-            out_of_time = cfg.time_limit > 0 and elapsed0 + time.perf_counter() - t0 >= cfg.time_limit
+            out_of_time = cfg.time_limit is not None and elapsed0 + time.perf_counter() - t0 >= cfg.time_limit
             if run.step % cfg.eval_every == 0 or run.step == cfg.steps or out_of_time:
                 row = _eval_row(run, data, cfg, device, tokens / (time.perf_counter() - tick),
                                 elapsed0 + time.perf_counter() - t0)
@@ -363,7 +261,5 @@ def train(model_cfg: LMConfig, cfg: TrainConfig, progress: bool = True) -> list[
         bar.write(f"interrupted: checkpoint saved at step {run.step} in {cfg.out} (resume with --resume)")
     finally:
         bar.close()
-        if dist.world > 1:
-            import torch.distributed as td
-            td.destroy_process_group()
+        dist.leave()
     return run.metrics

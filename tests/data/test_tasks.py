@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from specmix.tasks import IGNORE, TaskSpec
+from specmix.data.tasks import IGNORE, TaskSpec
+from specmix.validation import UsageError
 
 
 def _recall(seq_len=41, vocab=10, batch=16, seed=0):
@@ -67,9 +68,9 @@ def test_copy_layout():
     (dict(name="sort"), "--task"),
     (dict(vocab_size=7), "--task-vocab"),
     (dict(vocab_size=2), "--task-vocab"),
-    (dict(seq_len=3), "--seq-len"),
-    (dict(name="copy", seq_len=10, n_copy=16), "--seq-len"),
+    (dict(seq_len=3), "--context"),
+    (dict(name="copy", seq_len=10, n_copy=16), "--context"),
 ])
 def test_bad_task_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(UsageError, match=match):
         TaskSpec(**kwargs)

@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from specmix.bench import BenchConfig, fit_slopes, resolve
-from specmix.cli import main
+from specmix.app.bench.sweep import BenchConfig, fit_slopes
+from specmix.validation import UsageError
+from specmix.app.cli import main
 
 
 @pytest.mark.parametrize("backend,ops,mode", [
@@ -14,7 +15,7 @@ from specmix.cli import main
 def test_bench_cli_writes_json_csv_png(tmp_path, capsys, backend, ops, mode):
     out = tmp_path / backend
     rc = main(["bench", "--backend", backend, "--ops", ops, "--lengths", "16,64", "--d-model", "8",
-               "--heads", "2", "--repeats", "2", "--mode", mode, "--fit-range", "16,64",
+               "--n-heads", "2", "--repeats", "2", "--mode", mode, "--fit-range", "16,64",
                "--out", str(out)])
     assert rc == 0
     report = json.loads((out / "bench.json").read_text())
@@ -40,25 +41,38 @@ def test_fit_slopes_recovers_exponents():
 
 
 @pytest.mark.parametrize("kwargs,words", [
-    (dict(ops="spectral,bogus"), "--ops: unknown"),
-    (dict(lengths="10,x"), "--lengths"),
-    (dict(lengths="0,4"), "expected integers >= 1"),
-    (dict(fit_range="100,10"), "--fit-range"),
-    (dict(heads=3), "--heads"),
+    (dict(ops=("spectral", "bogus")), "--ops: unknown"),
+    (dict(lengths=(0, 4)), "expected integers >= 1"),
+    (dict(fit_range=(100, 10)), "--fit-range"),
+    (dict(n_heads=3), "--n-heads 3 must divide"),
     (dict(dtype="int8"), "--dtype"),
+    (dict(backend="lm", ops=("fourier",)), "unknown kind 'fourier'"),
+    (dict(backend="numpy", device="cuda"), "numpy backend runs on the CPU only"),
 ])
-def test_bench_bad_flags(kwargs, words):
-    with pytest.raises(ValueError, match=words):
-        resolve(BenchConfig(**kwargs))
+def test_bench_bad_config(kwargs, words):
+    with pytest.raises(UsageError, match=words):
+        BenchConfig(**kwargs)
 
 
-def test_bench_cli_bad_flag_exit_status(capsys):
-    assert main(["bench", "--ops", "nope", "--out", "/nonexistent/x"]) == 2
-    assert "--ops: unknown" in capsys.readouterr().err
+@pytest.mark.parametrize("argv,words", [
+    (["bench", "--ops", "nope", "--out", "/nonexistent/x"], "--ops: unknown"),
+    (["bench", "--lengths", "10,x"], "argument --lengths: expected a comma list of int"),
+    (["bench", "--mode", "sideways"], "argument --mode: invalid choice"),
+])
+def test_bench_cli_bad_flag_is_one_line(one_line_error, argv, words):
+    one_line_error(argv, words)
+
+
+def test_resolved_fills_the_backend_defaults_without_mutating():
+    cfg = BenchConfig(backend="lm", lengths=(64, 32, 64))
+    got = cfg.resolved()
+    assert cfg.ops is None and cfg.d_model is None                  # the original is unchanged
+    assert got.ops == ("attention", "local:256", "spectral", "spectral-gated")
+    assert got.lengths == (32, 64) and got.d_model == 128 and got.fit_range == (4096, 65536)
 
 
 def test_predicted_time_uses_well_separated_lengths():
-    from specmix.bench import _predict_ms
+    from specmix.app.bench.sweep import _predict_ms
     rows = [{"op": "a", "n": 1024, "ms": 1.0}, {"op": "a", "n": 4096, "ms": 16.0},
             {"op": "a", "n": 4099, "ms": 16.1}]
     assert _predict_ms(rows, "a", 16384) == pytest.approx(16.1 * (16384 / 4099) ** 2, rel=0.01)

@@ -1,21 +1,29 @@
-"""Sequence mixers with one drop-in interface, and the pre-norm residual block.
+"""Sequence mixers with one drop-in interface; each owns its cached decoding.
 
 Every mixer maps ``x`` of shape ``(B, N, D)`` to ``(B, N, D)`` via ``forward(x, mask=None)``,
 where the optional key-padding ``mask`` is ``(B, N)`` bool with True = real token. Outputs
 at padded positions are zero. The FFT convention is the one of :mod:`specmix.functional`.
 
-Legend: B batch, N sequence, D channels (d_model), H heads, E = D / H.
+Causal mixers also decode one token at a time, exactly: ``prefill(x, max_len) -> (y, state)``
+runs a prompt (``y`` equals ``forward(x)``) and returns the mixer's inference state;
+``step(x_t, state) -> y_t`` maps the next token ``(B, D)`` to ``(B, D)`` and updates the state
+in place. The state is a small dataclass defined here, beside the mixer that fills it.
+
+Legend: B batch, N sequence, D channels (d_model), C projected channels, H heads, E = D / H.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .decoding import ConvCache
 from .filters import FrequencyFilter, ImplicitFilter
 from .functional import fft_conv_cf, local_attention
 
-__all__ = ["SpectralMixer", "Attention", "MLP", "Block", "check_tokens"]
+__all__ = ["SpectralMixer", "SpectralState", "Attention", "AttentionState", "check_tokens"]
 
 FILTERS = ("frequency", "implicit")
 
@@ -158,40 +166,93 @@ class SpectralMixer(nn.Module):
         mem = memory.view(bsz, d // h, h, h, n)                          # (B, H, h_i, h_j, N)
         return (q.view(bsz, d // h, h, 1, n) * mem).sum(2).reshape(bsz, d, n)
 
+    def project_in(self, x: torch.Tensor) -> torch.Tensor:
+        """The input projection, channels-first: ``(B, N, D) -> (B, C, N)``, C = 3D gated, D not.
+        The GEMM writes (B, C, N) directly, so FFTs and the short conv run along contiguous
+        rows with no transpose copies."""
+        u = torch.matmul(self.in_proj.weight, x.transpose(1, 2))       # (B, C, N)
+        return u if self.in_proj.bias is None else u + self.in_proj.bias[:, None]
+
+    def _short_conv(self, u: torch.Tensor, causal: bool, history: torch.Tensor | None) -> torch.Tensor:
+        """Depthwise 3-tap convolution of ``u (B, C, N)``; ``history (B, C, 2)``, the two inputs
+        before ``u`` (decoding), replaces the causal zero padding."""
+        taps = self.short_conv.to(u.dtype)                               # (C, 1, 3)
+        if not self.causal:
+            if causal:                                                   # drop the look-ahead tap
+                taps = torch.cat([taps[..., :2], torch.zeros_like(taps[..., 2:])], dim=-1)
+            return F.conv1d(F.pad(u, (1, 1)), taps, groups=u.shape[1])
+        padded = F.pad(u, (2, 0)) if history is None else torch.cat([history.to(u.dtype), u], dim=-1)
+        return F.conv1d(padded, taps, groups=u.shape[1])                 # (B, C, N)
+
+    def _streams(self, x: torch.Tensor, mask: torch.Tensor | None, causal: bool,
+                 history: torch.Tensor | None = None):
+        """``(q, conv_in, u)``: the gate ``q (B, D, N)`` (None ungated), the long convolution's
+        input ``(B, D h, N)`` and the raw projection ``u (B, C, N)``. Serves forward, prefill
+        and step alike: projection, mask, short conv and bind are computed here only."""
+        keep = None if mask is None else mask[:, None, :].to(x.dtype)   # (B, 1, N)
+        u = self.project_in(x)                                           # (B, C, N)
+        if keep is not None:
+            u = u * keep
+        if not self.gated:
+            return None, u, u
+        conv = self._short_conv(u, causal, history)
+        if keep is not None:
+            conv = conv * keep
+        q, k, v = conv.chunk(3, dim=1)                                   # 3 x (B, D, N)
+        return q, self.bind(k, v), u
+
+    def _project_out(self, q: torch.Tensor | None, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Gate the convolved memory ``y (B, D h, N)`` and project back: ``-> (B, N, D)``."""
+        if q is not None:
+            y = self.read(q, y)                                          # (B, D, N)
+        return _zero_padding(self.out_proj(y.transpose(1, 2)), mask)    # (B, N, D)
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *,
                 causal: bool | None = None) -> torch.Tensor:
         """``causal=None`` follows the constructor; a bidirectional mixer also accepts
         ``causal=True`` (its kernel and short conv restricted to lags >= 0)."""
         check_tokens(x, self.d_model, mask, "SpectralMixer")
         causal = self.causal if causal is None else causal
-        seq_len = x.shape[1]
-        k, k_f = self._kernel(seq_len, causal)
-        keep = None if mask is None else mask[:, None, :].to(x.dtype)  # (B, 1, N)
-        # channels-first from here on: the GEMM writes (B, C, N), so FFTs and the short
-        # conv run along contiguous rows with no transpose copies
-        u = torch.matmul(self.in_proj.weight, x.transpose(1, 2))       # (B, C, N)
-        if self.in_proj.bias is not None:
-            u = u + self.in_proj.bias[:, None]
-        if keep is not None:
-            u = u * keep
+        k, k_f = self._kernel(x.shape[1], causal)
+        q, conv_in, _ = self._streams(x, mask, causal)
+        y = fft_conv_cf(conv_in, k, causal=causal, k_f=k_f)              # (B, D h, N)
+        return self._project_out(q, y, mask)
+
+    def prefill(self, x: torch.Tensor, max_len: int) -> tuple[torch.Tensor, "SpectralState"]:
+        """Run the prompt ``x (B, N, D)``; returns ``forward(x)`` and the state that
+        :meth:`step` continues from, for up to ``max_len`` tokens in all."""
+        check_tokens(x, self.d_model, None, "SpectralMixer.prefill")
+        if not self.causal:
+            raise ValueError("SpectralMixer.prefill: cached decoding needs a causal mixer")
+        q, conv_in, u = self._streams(x, None, True)
+        kernel = self.filter.kernel(max_len)                             # (D, max_len)
+        kernel = self.expand_heads(kernel if kernel.dtype in (torch.float32, torch.float64) else kernel.float())
+        y, conv = ConvCache.prefill(kernel, conv_in, max_len)            # (B, D h, N)
+        history = F.pad(u, (2, 0))[:, :, -2:].clone() if self.gated else None  # (B, C, 2)
+        return self._project_out(q, y, None), SpectralState(conv=conv, history=history)
+
+    def step(self, x_t: torch.Tensor, state: "SpectralState") -> torch.Tensor:
+        """The next token ``x_t (B, D) -> (B, D)``; updates ``state`` in place."""
+        q, conv_in, u = self._streams(x_t[:, None, :], None, True, history=state.history)
         if self.gated:
-            taps = self.short_conv.to(u.dtype)                           # (C, 1, 3)
-            if causal and not self.causal:                               # drop the look-ahead tap
-                taps = torch.cat([taps[..., :2], torch.zeros_like(taps[..., 2:])], dim=-1)
-            pad = (2, 0) if self.causal else (1, 1)
-            u = F.conv1d(F.pad(u, pad), taps, groups=u.shape[1])
-            if keep is not None:
-                u = u * keep
-            q, kk, v = u.chunk(3, dim=1)                                 # 3 x (B, D, N)
-            y = self.read(q, fft_conv_cf(self.bind(kk, v), k, causal=causal, k_f=k_f))
-        else:
-            y = fft_conv_cf(u, k, causal=causal, k_f=k_f)                # (B, D, N)
-        return _zero_padding(self.out_proj(y.transpose(1, 2)), mask)    # (B, N, D)
+            state.history = torch.cat([state.history[:, :, 1:], u], dim=-1)   # (B, C, 2)
+        y = state.conv.step(conv_in[:, :, 0])                            # (B, D h)
+        return self._project_out(q, y[:, :, None], None)[:, 0]           # (B, D)
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, max_len={self.max_len}, causal={self.causal}, "
                 f"filter={self.filter_kind!r}, gated={self.gated}"
                 + (f", head_dim={self.head_dim}" if self.head_dim > 1 else ""))
+
+
+
+
+@dataclass(kw_only=True)
+class SpectralState:
+    """Inference state of a causal :class:`SpectralMixer`."""
+
+    conv: ConvCache                 # the long convolution's past inputs, folded (see decoding)
+    history: torch.Tensor | None    # (B, C, 2) the last two raw projections (gated short conv)
 
 
 class Attention(nn.Module):
@@ -203,6 +264,7 @@ class Attention(nn.Module):
         causal: each query sees only keys at or before it.
         window: if set, sliding-window (local) attention over the ``window`` nearest keys
             (``0 <= t - s < window`` causal, ``|t - s| < window`` otherwise), O(N * window).
+        dropout: dropout on the attention weights while training (off in eval and decoding).
         bias: biases in the projections.
 
     Shape:
@@ -210,14 +272,18 @@ class Attention(nn.Module):
     """
 
     def __init__(self, d_model: int, n_heads: int = 1, *, causal: bool = True,
-                 window: int | None = None, bias: bool = True, device=None, dtype=None) -> None:
+                 window: int | None = None, dropout: float = 0.0, bias: bool = True,
+                 device=None, dtype=None) -> None:
         super().__init__()
         if n_heads < 1 or d_model % n_heads:
             raise ValueError(f"Attention: n_heads must divide d_model={d_model}, got {n_heads}")
         if window is not None and (isinstance(window, bool) or int(window) != window or window < 1):
             raise ValueError(f"Attention: window must be an int >= 1 or None, got {window!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"Attention: dropout must be in [0, 1), got {dropout!r}")
         factory = {"device": device, "dtype": dtype}
         self.d_model, self.n_heads, self.causal, self.window = d_model, n_heads, causal, window
+        self.dropout = dropout
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias, **factory)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias, **factory)
 
@@ -225,11 +291,27 @@ class Attention(nn.Module):
         self.qkv.reset_parameters()
         self.out_proj.reset_parameters()
 
+    def project_in(self, x: torch.Tensor) -> torch.Tensor:
+        """The input projection ``(B, N, D) -> (B, N, 3D)`` (queries, keys, values)."""
+        return self.qkv(x)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        bsz, seq_len, _ = x.shape
+        qkv = self.project_in(x).view(bsz, seq_len, 3, self.n_heads, -1)   # (B, N, 3, H, E)
+        return qkv.permute(2, 0, 3, 1, 4)                                  # 3 x (B, H, N, E)
+
+    def _merge(self, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        bsz, _, seq_len, _ = y.shape
+        y = y.transpose(1, 2).reshape(bsz, seq_len, self.d_model)          # (B, N, D)
+        return _zero_padding(self.out_proj(y), mask)
+
     def _attend(self, q, k, v, mask):
+        p = self.dropout if self.training else 0.0
         if self.window is not None:
-            return local_attention(q, k, v, window=self.window, causal=self.causal, key_mask=mask)
+            return local_attention(q, k, v, window=self.window, causal=self.causal, key_mask=mask,
+                                   dropout_p=p)
         if mask is None:
-            return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+            return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, dropout_p=p)
         seq_len = q.shape[2]
         allowed = mask[:, None, None, :]                          # (B, 1, 1, N) keys
         if self.causal:
@@ -237,67 +319,51 @@ class Attention(nn.Module):
                                            device=q.device).tril()
         allowed = allowed.expand(-1, 1, seq_len, seq_len)         # (B, 1, N, N)
         allowed = allowed | ~allowed.any(-1, keepdim=True)       # padded queries: no NaN
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         check_tokens(x, self.d_model, mask, "Attention")
-        bsz, seq_len, _ = x.shape
-        qkv = self.qkv(x).view(bsz, seq_len, 3, self.n_heads, -1)   # (B, N, 3, H, E)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)                         # 3 x (B, H, N, E)
-        y = self._attend(q, k, v, mask)                              # (B, H, N, E)
-        y = y.transpose(1, 2).reshape(bsz, seq_len, self.d_model)    # (B, N, D)
-        return _zero_padding(self.out_proj(y), mask)
+        q, k, v = self._heads(x)                                     # 3 x (B, H, N, E)
+        return self._merge(self._attend(q, k, v, mask), mask)
+
+    def prefill(self, x: torch.Tensor, max_len: int) -> tuple[torch.Tensor, "AttentionState"]:
+        """Run the prompt ``x (B, N, D)``; returns ``forward(x)`` and a KV cache preallocated
+        for ``max_len`` tokens (a local layer reads only its last ``window`` keys)."""
+        check_tokens(x, self.d_model, None, "Attention.prefill")
+        if not self.causal:
+            raise ValueError("Attention.prefill: cached decoding needs a causal mixer")
+        q, k, v = self._heads(x)                                     # 3 x (B, H, N, E)
+        bsz, heads, n, e = k.shape
+        if n > max_len:
+            raise ValueError(f"Attention.prefill: prompt of {n} tokens exceeds max_len={max_len}")
+        keys, values = (k.new_zeros(bsz, heads, max_len, e) for _ in range(2))
+        keys[:, :, :n], values[:, :, :n] = k, v
+        y = self._merge(self._attend(q, k, v, None), None)
+        return y, AttentionState(keys=keys, values=values, length=n)
+
+    def step(self, x_t: torch.Tensor, state: "AttentionState") -> torch.Tensor:
+        """The next token ``x_t (B, D) -> (B, D)``; appends its key and value to ``state``."""
+        q, k, v = self._heads(x_t[:, None, :])                       # 3 x (B, H, 1, E)
+        t = state.length
+        if t >= state.keys.shape[2]:
+            raise ValueError(f"cached decoding: length {t + 1} exceeds the cache's max_len "
+                             f"{state.keys.shape[2]}")
+        state.keys[:, :, t: t + 1], state.values[:, :, t: t + 1] = k, v
+        state.length = t + 1
+        first = 0 if self.window is None else max(0, t + 1 - self.window)
+        y = F.scaled_dot_product_attention(q, state.keys[:, :, first: t + 1],
+                                           state.values[:, :, first: t + 1])    # (B, H, 1, E)
+        return self._merge(y, None)[:, 0]                                        # (B, D)
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, n_heads={self.n_heads}, causal={self.causal}, "
-                f"window={self.window}")
+                f"window={self.window}" + (f", dropout={self.dropout}" if self.dropout else ""))
 
 
-class MLP(nn.Module):
-    """Position-wise ``Linear(D, d_ff) -> GELU -> Linear(d_ff, D)``; ``(..., D) -> (..., D)``."""
+@dataclass(kw_only=True)
+class AttentionState:
+    """Inference state of a causal :class:`Attention`: a preallocated KV cache."""
 
-    def __init__(self, d_model: int, d_ff: int, *, bias: bool = True, device=None, dtype=None):
-        super().__init__()
-        factory = {"device": device, "dtype": dtype}
-        self.fc = nn.Linear(d_model, d_ff, bias=bias, **factory)
-        self.proj = nn.Linear(d_ff, d_model, bias=bias, **factory)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(F.gelu(self.fc(x)))
-
-
-NORMS = ("layer", "rms")
-
-
-class Block(nn.Module):
-    """Pre-norm residual block: ``x + mixer(norm(x))``, then ``x + mlp(norm(x))``.
-
-    Args:
-        d_model: channels D; must equal ``mixer.d_model``.
-        mixer: any module with the mixer interface (``SpectralMixer``, ``Attention``).
-        mlp_ratio: hidden width of the MLP as a multiple of D.
-        norm: ``"layer"`` (LayerNorm) or ``"rms"`` (RMSNorm).
-
-    Shape:
-        x ``(B, N, D)``, mask ``(B, N)`` bool -> ``(B, N, D)``.
-    """
-
-    def __init__(self, d_model: int, mixer: nn.Module, mlp_ratio: float = 4.0,
-                 norm: str = "layer", *, device=None, dtype=None) -> None:
-        super().__init__()
-        if getattr(mixer, "d_model", None) != d_model:
-            raise ValueError(f"Block: mixer.d_model must equal d_model={d_model}, "
-                             f"got {getattr(mixer, 'd_model', None)}")
-        if norm not in NORMS:
-            raise ValueError(f"Block: norm must be one of {NORMS}, got {norm!r}")
-        factory = {"device": device, "dtype": dtype}
-        norm_cls = nn.LayerNorm if norm == "layer" else nn.RMSNorm
-        self.d_model = d_model
-        self.norm1, self.norm2 = norm_cls(d_model, **factory), norm_cls(d_model, **factory)
-        self.mixer = mixer
-        self.mlp = MLP(d_model, int(round(mlp_ratio * d_model)), **factory)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        check_tokens(x, self.d_model, mask, "Block")
-        x = x + self.mixer(self.norm1(x), mask)
-        return x + self.mlp(self.norm2(x))
+    keys: torch.Tensor          # (B, H, max_len, E); [:, :, :length] are filled
+    values: torch.Tensor        # (B, H, max_len, E)
+    length: int                 # tokens so far

@@ -11,12 +11,32 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 import traceback
+from dataclasses import dataclass, field
 
-from .io import atomic_write_text
-from .model import LMConfig, SpecMixLM
+from ..data.batches import load_data
+from ..io import atomic_write_text
+from ..model import LMConfig, SpecMixLM
+from ..validation import UsageError, check_fields
+from .plots import optional_plot
 from .train import TrainConfig, train
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """What ``specmix compare`` varies: one mixer pattern per variant."""
+
+    variants: tuple[str, ...] = field(default=("attention", "spectral-gated"), metadata={
+        "flag": "--mixers", "nargs": "+",
+        "help": "one pattern per variant, e.g. attention spectral-gated 'spectral,local:64'"})
+    tolerance: float = field(default=0.05, metadata={"help": "parameter match, relative"})
+
+    def __post_init__(self) -> None:
+        check_fields(self, minimum={"tolerance": 0.0})
+        if not self.variants:
+            raise UsageError("--mixers: give at least one variant")
 
 
 def params_of(cfg: LMConfig) -> int:
@@ -36,22 +56,23 @@ def match_params(cfg: LMConfig, target: int, tolerance: float) -> LMConfig:
     matched = dataclasses.replace(cfg, mlp_ratio=hidden / d)
     got = params_of(matched)
     if abs(got - target) > tolerance * target:
-        raise ValueError(f"cannot match {target} parameters within {tolerance:.0%} for "
+        raise UsageError(f"cannot match {target} parameters within {tolerance:.0%} for "
                          f"mixers {cfg.mixers!r} (closest: {got})")
     return matched
 
 
-def run_compare(variants: list[str], base: LMConfig, train_cfg: TrainConfig, out: str,
+def run_compare(variants: tuple[str, ...], base: LMConfig, train_cfg: TrainConfig, out: str,
                 tolerance: float = 0.05, progress: bool = True) -> dict:
-    """Train each variant in turn into ``out/<i>-<name>``; write ``out/compare.json``."""
-    from .train import _load_data
-    base.vocab_size = _load_data(base, train_cfg, None).vocab_size    # (seq_len sets the context)
+    """Train each variant in turn into ``out/<i>-<name>``; write ``out/compare.json``.
+    Every variant is validated before the first one trains."""
+    data = load_data(task=train_cfg.task, data=train_cfg.data, task_vocab=train_cfg.task_vocab,
+                     context=base.context)
+    base = dataclasses.replace(base, vocab_size=data.vocab_size)
+    configs = [dataclasses.replace(base, mixers=mixers) for mixers in variants]
     results, target = [], None
-    for i, mixers in enumerate(variants):
-        cfg = dataclasses.replace(base, mixers=mixers)
+    for i, (mixers, cfg) in enumerate(zip(variants, configs)):
         entry = {"mixers": mixers}
         try:
-            cfg.mixer_kinds()
             if target is None:
                 target = params_of(cfg)
             else:
@@ -70,15 +91,12 @@ def run_compare(variants: list[str], base: LMConfig, train_cfg: TrainConfig, out
         except Exception as err:          # report the crash, keep comparing the others
             entry["error"] = f"{type(err).__name__}: {err}"
             entry["traceback"] = traceback.format_exc(limit=5)
+            print(f"compare: variant {mixers!r} failed:\n{entry['traceback']}", file=sys.stderr)
         results.append(entry)
     report = {"model": base.to_dict(), "train": dataclasses.asdict(train_cfg), "variants": results}
     os.makedirs(out, exist_ok=True)
     atomic_write_text(os.path.join(out, "compare.json"), json.dumps(report, indent=2) + "\n")
-    try:
-        from .plots import plot_compare
-        plot_compare(report, os.path.join(out, "compare_loss.png"))
-    except ImportError:
-        pass
+    optional_plot("plot_compare", report, os.path.join(out, "compare_loss.png"))
     return report
 
 

@@ -1,9 +1,25 @@
-"""Matplotlib figures (headless backend), each written atomically."""
+"""Matplotlib figures (headless backend), each written atomically.
+
+matplotlib is an optional extra (``specmix[plot]``): callers draw through
+:func:`optional_plot`, the one place that decides to skip a figure when it is missing.
+NumPy only, like the NumPy reference that draws here too.
+"""
 from __future__ import annotations
+
+import importlib.util
 
 import numpy as np
 
-from .io import atomic_path
+from ..io import atomic_path
+
+
+def optional_plot(name: str, *args) -> bool:
+    """Draw the figure ``name`` of this module when matplotlib is installed; return whether it
+    was drawn. Errors inside the drawing are not swallowed."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return False
+    globals()[name](*args)
+    return True
 
 
 def _pyplot():
@@ -49,7 +65,7 @@ def plot_scaling(report: dict, path: str) -> None:
         ax_t.set_ylim(bottom=min(r["ms"] for r in rows) / 2, top=max(r["ms"] for r in rows) * 2)
     cfg = report.get("config", {})
     title = (f"{cfg.get('backend', '')} {cfg.get('mode', '')}, d_model={cfg.get('d_model')}, "
-             f"batch={cfg.get('batch')}, {cfg.get('dtype')}")
+             f"batch={cfg.get('batch_size', cfg.get('batch'))}, {cfg.get('dtype')}")
     for ax, ylabel in ((ax_t, "time per call (ms, median)"), (ax_m, "peak memory over one call (MB)")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
@@ -110,7 +126,9 @@ def plot_lengths(report: dict, path: str) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("position in the window")
     ax.set_ylabel("val loss (nats/char) over positions [2^k, 2^(k+1))")
-    ax.set_title(f"{report['model']['mixers']} ({report['model']['filter']} filter), trained at "
+    mixers = report["model"]["mixers"]
+    mixers = ",".join(mixers) if isinstance(mixers, list) else mixers
+    ax.set_title(f"{mixers} ({report['model']['filter']} filter), trained at "
                  f"context {report['trained_context']}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
@@ -129,5 +147,23 @@ def plot_decode(report: dict, path: str) -> None:
     ax.set_xlabel("prompt length (tokens)")
     ax.set_ylabel("generated tokens/s (cached, batch 1)")
     ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    save_figure(fig, path)
+
+
+def plot_reference(r: dict, path: str) -> None:
+    """The NumPy reference LM's train/val curves, its no-mixing ablation and the bigram line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    steps = [p["step"] for p in r["loss_curve"]]
+    ax.plot(steps, [p["train"] for p in r["loss_curve"]], "o-", label="spectral: train")
+    ax.plot(steps, [p["val"] for p in r["loss_curve"]], "o-", label="spectral: val")
+    ax.plot([p["step"] for p in r["no_mixing_curve"]], [p["val"] for p in r["no_mixing_curve"]],
+            "s--", label="no mixing (identity): val")
+    ax.axhline(r["bigram_val_loss"], color="gray", ls=":", label="exact bigram: val")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats/char)")
+    ax.set_title("NumPy reference char LM")
+    ax.grid(alpha=0.3)
     ax.legend()
     save_figure(fig, path)

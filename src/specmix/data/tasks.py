@@ -16,8 +16,11 @@ positions among noise tokens; after a separator run the model must emit them in 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+
+from ..validation import UsageError, check_fields
 
 IGNORE = -1
 TASKS = ("recall", "copy")
@@ -27,24 +30,25 @@ TASKS = ("recall", "copy")
 class TaskSpec:
     """What to generate. ``vocab_size`` counts every token the model sees."""
 
-    name: str = "recall"
+    name: Literal["recall", "copy"] = "recall"
     vocab_size: int = 30
     seq_len: int = 1024
     n_copy: int = 16          # copy only: tokens to remember
 
     def __post_init__(self) -> None:
         if self.name not in TASKS:
-            raise ValueError(f"--task: expected lm or one of {TASKS}, got {self.name!r}")
+            raise UsageError(f"--task: expected lm or one of {TASKS}, got {self.name!r}")
+        check_fields(self, minimum={"n_copy": 1})
         if self.name == "recall":
             if self.vocab_size < 4 or self.vocab_size % 2:
-                raise ValueError(f"--task-vocab: recall needs an even vocabulary >= 4, got {self.vocab_size}")
+                raise UsageError(f"--task-vocab: recall needs an even vocabulary >= 4, got {self.vocab_size}")
             if self.seq_len < 4:
-                raise ValueError(f"--seq-len: recall needs at least 4 tokens, got {self.seq_len}")
+                raise UsageError(f"--context: recall needs at least 4 tokens, got {self.seq_len}")
         else:
             if self.vocab_size < 4:
-                raise ValueError(f"--task-vocab: copy needs >= 4 tokens (noise, separator, 2 data), got {self.vocab_size}")
+                raise UsageError(f"--task-vocab: copy needs >= 4 tokens (noise, separator, 2 data), got {self.vocab_size}")
             if self.seq_len < 2 * self.n_copy + 1:
-                raise ValueError(f"--seq-len {self.seq_len} is too short to copy {self.n_copy} tokens "
+                raise UsageError(f"--context {self.seq_len} is too short to copy {self.n_copy} tokens "
                                  f"(need >= {2 * self.n_copy + 1})")
 
     def batch(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

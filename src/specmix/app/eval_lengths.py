@@ -13,26 +13,34 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import TokenData
-from .flags import parse_int_list
-from .io import atomic_write_text
-from .train import CheckpointError, load_config, load_model, resolve_device
+from ..data.batches import TokenData
+from ..io import atomic_write_text
+from ..validation import UsageError, check_fields
+from .checkpoint import CheckpointError, load_config, load_model
+from .plots import optional_plot
+from .runtime import resolve_device
 
 
-@dataclass
+@dataclass(frozen=True)
 class LengthEvalConfig:
     checkpoint: str = field(default="runs/train", metadata={"help": "training output folder"})
     data: str | None = field(default=None, metadata={"help": "the corpus the model was trained on; "
                                                       "omitted = the checkpoint's --data"})
-    contexts: str = field(default="1024,4096,16384", metadata={"help": "comma list of contexts"})
+    contexts: tuple[int, ...] = field(default=(1024, 4096, 16384), metadata={"help": "comma list of contexts"})
     tokens: int = field(default=65536, metadata={"help": "validation tokens scored per context"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda", "choices": ["auto", "cpu", "cuda"]})
-    out: str = field(default="", metadata={"help": "JSON file to write (empty = print only)"})
+    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    out: str | None = field(default=None, metadata={"help": "JSON file to write (none = print only)"})
+
+    def __post_init__(self) -> None:
+        check_fields(self, minimum={"tokens": 1})
+        if not self.contexts or min(self.contexts) < 2:
+            raise UsageError(f"--contexts: expected integers >= 2, got {self.contexts}")
 
 
 @torch.no_grad()
@@ -59,9 +67,7 @@ def _buckets(losses: np.ndarray, first: int = 64) -> dict:
 
 def eval_lengths(cfg: LengthEvalConfig) -> dict:
     """Rows ``{context, windows, loss, loss_within, loss_beyond, seconds}`` per context."""
-    contexts = sorted(set(parse_int_list(cfg.contexts, "contexts", minimum=2)))
-    if cfg.tokens < 1:
-        raise ValueError(f"--tokens must be >= 1, got {cfg.tokens}")
+    contexts = sorted(set(cfg.contexts))
     record = load_config(cfg.checkpoint)
     if "tokenizer" not in record:
         raise CheckpointError(f"{cfg.checkpoint} was trained on a synthetic task, not a corpus")
@@ -84,11 +90,7 @@ def eval_lengths(cfg: LengthEvalConfig) -> dict:
     if cfg.out:
         os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
         atomic_write_text(cfg.out, json.dumps(report, indent=2) + "\n")
-        try:
-            from .plots import plot_lengths
-            plot_lengths(report, os.path.splitext(cfg.out)[0] + ".png")
-        except ImportError:        # matplotlib is an optional extra
-            pass
+        optional_plot("plot_lengths", report, os.path.splitext(cfg.out)[0] + ".png")
     return report
 
 

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import os
 
-from .bench import BenchConfig, format_report, run_sweep, write_outputs
+from .bench.report import format_report, write_outputs
+from .bench.sweep import BenchConfig, run_sweep
 
 
 def run_demo(out: str = "runs/demo") -> None:
     runs = [
         ("published NumPy setup", BenchConfig(backend="numpy", repeats=3,
                                               out=os.path.join(out, "bench-numpy"))),
-        ("torch forward, d_model 256", BenchConfig(backend="torch", ops="sdpa,spectral,fft-floor",
-                                                   lengths="1024,4096,16384", repeats=3,
+        ("torch forward, d_model 256", BenchConfig(backend="torch", ops=("sdpa", "spectral", "fft-floor"),
+                                                   lengths=(1024, 4096, 16384), repeats=3,
                                                    out=os.path.join(out, "bench-torch"))),
     ]
     for title, cfg in runs:
@@ -30,19 +31,14 @@ def run_demo(out: str = "runs/demo") -> None:
 
 
 def _train_and_sample(out: str) -> None:
-    import torch
-
-    from .model import LMConfig
-    from .train import TrainConfig, load_model, train
+    from ..model import LMConfig
+    from .sample import SampleConfig, sample
+    from .train import TrainConfig, train
     print("\n== specmix train: a small gated spectral LM on the default corpus (shakespeare)")
     model_cfg = LMConfig(d_model=96, n_layers=3, n_heads=4, context=128, mixers="spectral-gated")
     train_cfg = TrainConfig(steps=200, batch_size=16, lr=3e-3, warmup=20, eval_every=100,
                             eval_batches=10, device="cpu", out=out)
     train(model_cfg, train_cfg)
-    model, tok = load_model(out)
-    prompt = "ROMEO:\n"
-    ids = torch.from_numpy(tok.encode(prompt))[None]
-    gen = torch.Generator().manual_seed(0)
-    sample = model.eval().generate(ids, 300, temperature=0.8, top_k=20, generator=gen)
-    print("\n== specmix sample --checkpoint " + out + " --prompt 'ROMEO:\\n'")
-    print(prompt + tok.decode(sample[0, ids.shape[1]:].tolist()))
+    cfg = SampleConfig(checkpoint=out, prompt="ROMEO:\n", tokens=300, temperature=0.8, top_k=20, device="cpu")
+    print(f"\n== specmix sample --checkpoint {out} --prompt 'ROMEO:\\n' --tokens 300 --top-k 20")
+    print(sample(cfg))

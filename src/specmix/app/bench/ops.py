@@ -13,12 +13,13 @@ from typing import Callable
 
 import numpy as np
 
-from .reference import spectral as np_spectral
+from ...reference import spectral as np_spectral
 
 NUMPY_OPS = ("attention", "spectral", "spectral-circular")
 TORCH_OPS = ("naive", "sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "spectral-layer")
-# whole language models (backend "lm"): the op is one training step (or forward) of a stack
-LM_OPS = ("attention", "local", "spectral", "spectral-gated")
+# whole language models (backend "lm"): an op is a mixer kind, timed as one training step
+# (or forward) of a stack whose layers are all of that kind
+LM_OPS = ("attention", "local:256", "spectral", "spectral-gated")
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,12 @@ class OpSpec:
     n_layers: int = 4
 
 
-def spectral_n_fft(n: int) -> int:
+def spectral_n_fft(n: int, backend: str = "torch") -> int:
     """FFT length of the causal spectral op at length n (kernel of n taps)."""
-    return np_spectral.next_fast_len(2 * n - 1)
+    if backend == "numpy":
+        return np_spectral.smooth_len(2 * n - 1)
+    from ...functional import fft_conv_len
+    return fft_conv_len(n, n)
 
 
 def memory_estimate_bytes(spec: OpSpec) -> int:
@@ -59,7 +63,7 @@ def memory_estimate_bytes(spec: OpSpec) -> int:
         return train * 8 * b * n * d * item
     if spec.mode == "train":                    # channel-chunked: full-size tensors are (B, D, N)
         return 10 * b * d * n * item
-    return 5 * b * d * spectral_n_fft(n) * item
+    return 5 * b * d * spectral_n_fft(n, spec.backend) * item
 
 
 def make_numpy_op(spec: OpSpec) -> Callable[[], object]:
@@ -71,7 +75,7 @@ def make_numpy_op(spec: OpSpec) -> Callable[[], object]:
     x_t = rng.standard_normal((d, n)).astype(dtype)                   # (D, N)
     taps = rng.standard_normal((d, n)) * np.exp(-np.arange(n) / 64.0)  # a learned causal filter
     if spec.op == "spectral":
-        n_fft = spectral_n_fft(n)
+        n_fft = spectral_n_fft(n, "numpy")
         k_f = np.fft.rfft(taps, n=n_fft).astype(np.result_type(dtype, np.complex64))
         return lambda: np_spectral.apply_spectrum(x_t, k_f, n_fft)
     if spec.op == "spectral-circular":
@@ -83,9 +87,9 @@ def make_numpy_op(spec: OpSpec) -> Callable[[], object]:
 def make_torch_op(spec: OpSpec) -> Callable[[], object]:
     import torch
 
-    from .filters import FrequencyFilter
-    from .functional import attention_core, fft_conv_cf, local_attention
-    from .layers import Attention, SpectralMixer
+    from ...filters import FrequencyFilter
+    from ...functional import attention_core, fft_conv_cf, local_attention
+    from ...mixers import Attention, SpectralMixer
 
     torch.manual_seed(0)
     train = spec.mode == "train"
@@ -153,23 +157,27 @@ def _torch_step(call, inputs, module, train: bool) -> Callable[[], object]:
     return step
 
 
-def make_lm_op(spec: OpSpec) -> Callable[[], object]:
-    """One training step (forward, backward, AdamW) or one forward of a SpecMixLM whose
-    layers are all ``spec.op``; no positional embedding, so every stack has the same size
-    apart from its mixers."""
+def untrained_lm(mixers: str, *, d_model: int, n_layers: int, n_heads: int, context: int,
+                 device: str = "cpu", dtype: str = "float32"):
+    """A freshly initialised SpecMixLM whose layers are all ``mixers`` (65 tokens, no position
+    embedding, so stacks of different kinds differ only in their mixers). Speed does not depend
+    on the weights, so benchmarks time untrained models."""
     import torch
 
-    from .model import LMConfig, SpecMixLM
-
-    if spec.op not in LM_OPS:
-        raise ValueError(f"--ops: unknown lm op {spec.op!r}; choose from {LM_OPS}")
+    from ...model import LMConfig, SpecMixLM
     torch.manual_seed(0)
-    kind = f"local:{spec.window}" if spec.op == "local" else spec.op
-    cfg = LMConfig(vocab_size=65, d_model=spec.d_model, n_layers=spec.n_layers, n_heads=spec.heads,
-                   context=spec.n, mixers=kind, pos_emb="none")
-    dev = torch.device(spec.device)
-    model = SpecMixLM(cfg).to(device=dev, dtype=getattr(torch, spec.dtype))
-    idx = torch.randint(0, cfg.vocab_size, (spec.batch, spec.n + 1), device=dev)
+    cfg = LMConfig(vocab_size=65, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+                   context=context, mixers=mixers, pos_emb="none")
+    return SpecMixLM(cfg).to(device=torch.device(device), dtype=getattr(torch, dtype))
+
+
+def make_lm_op(spec: OpSpec) -> Callable[[], object]:
+    """One training step (forward, backward, AdamW) or one forward of an :func:`untrained_lm`."""
+    import torch
+
+    model = untrained_lm(spec.op, d_model=spec.d_model, n_layers=spec.n_layers, n_heads=spec.heads,
+                         context=spec.n, device=spec.device, dtype=spec.dtype)
+    idx = torch.randint(0, model.config.vocab_size, (spec.batch, spec.n + 1), device=spec.device)
     x, y = idx[:, :-1], idx[:, 1:]                                     # (B, N) each
     if spec.mode != "train":
         model.eval().requires_grad_(False)

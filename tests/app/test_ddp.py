@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-from test_train import TEXT
 
 
 def args(data, out):
@@ -14,22 +13,16 @@ def args(data, out):
             "--lr", "3e-3", "--device", "cpu", "--out", str(out)]
 
 
-def metrics(out):
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-def test_two_process_ddp_matches_single_process(tmp_path):
-    data = tmp_path / "corpus.txt"
-    data.write_text(TEXT)
+def test_two_process_ddp_matches_single_process(tmp_path, data, read_metrics):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    single = subprocess.run([sys.executable, "-m", "specmix", *args(str(data), tmp_path / "one")],
+    single = subprocess.run([sys.executable, "-m", "specmix", *args(data, tmp_path / "one")],
                             capture_output=True, text=True, env=env)
     assert single.returncode == 0, single.stderr[-2000:]
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                          "--nproc_per_node=2", "-m", "specmix", *args(str(data), tmp_path / "two")],
+                          "--nproc_per_node=2", "-m", "specmix", *args(data, tmp_path / "two")],
                          capture_output=True, text=True, env=env, timeout=300)
     assert ddp.returncode == 0, ddp.stderr[-2000:]
-    one, two = metrics(tmp_path / "one"), metrics(tmp_path / "two")
+    one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
     assert [r["step"] for r in one] == [r["step"] for r in two] == [2, 4, 6]
     for a, b in zip(one, two):
         assert abs(a["train_loss"] - b["train_loss"]) < 1e-4

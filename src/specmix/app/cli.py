@@ -1,0 +1,195 @@
+"""Command line: ``specmix <command>``; flags are generated from the config dataclasses.
+
+Each command is a thin call into the application. Only the chosen command's parser is
+filled in, so a command imports only what it needs (``specmix reference`` never loads
+torch). A :class:`UsageError` (a bad flag, file or checkpoint) ends with a one-line error on
+stderr and exit status 2; any other exception keeps its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+from ..validation import UsageError
+from .flags import Parser, add_config_args, config_from_args
+
+__all__ = ["main", "build_parser"]
+
+
+# ----------------------------------------------------------------------------- commands
+def _demo_args(p):
+    p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+
+
+def _demo(ns) -> int:
+    from .demo import run_demo
+    run_demo(out=ns.out)
+    return 0
+
+
+def _bench_args(p):
+    from .bench.sweep import BenchConfig
+    add_config_args(p, BenchConfig)
+
+
+def _bench(ns) -> int:
+    from .bench.report import format_report, write_outputs
+    from .bench.sweep import BenchConfig, run_sweep
+    cfg = config_from_args(BenchConfig, ns)
+    report = run_sweep(cfg)
+    paths = write_outputs(report, cfg.out)
+    print(format_report(report))
+    print("wrote " + ", ".join(paths))
+    return 0
+
+
+def _reference_args(p):
+    from .reference_run import RefTrainConfig
+    add_config_args(p, RefTrainConfig)
+
+
+def _reference(ns) -> int:
+    from .reference_run import RefTrainConfig, format_reference, run_reference, write_reference
+    cfg = config_from_args(RefTrainConfig, ns)
+    result = run_reference(cfg)
+    paths = write_reference(result, cfg.out)
+    print(format_reference(result))
+    print("wrote " + ", ".join(paths))
+    return 0
+
+
+def _train_args(p):
+    from ..model import LMConfig
+    from .train import TrainConfig
+    add_config_args(p, LMConfig, skip=("vocab_size",))
+    add_config_args(p, TrainConfig)
+
+
+def _train(ns) -> int:
+    from ..model import LMConfig
+    from .train import TrainConfig, train
+    model_cfg, train_cfg = config_from_args(LMConfig, ns), config_from_args(TrainConfig, ns)
+    metrics = train(model_cfg, train_cfg)
+    if metrics:
+        last = metrics[-1]
+        acc = f"  val answer acc {last['val_answer_acc']:.3f}" if "val_answer_acc" in last else ""
+        print(f"step {last['step']}: train {last['train_loss']:.4f}  val {last['val_loss']:.4f}{acc}  "
+              f"(checkpoint in {train_cfg.out})")
+    return 0
+
+
+def _sample_args(p):
+    from .sample import SampleConfig
+    add_config_args(p, SampleConfig)
+
+
+def _sample(ns) -> int:
+    from .sample import SampleConfig, sample
+    print(sample(config_from_args(SampleConfig, ns)))
+    return 0
+
+
+def _compare_args(p):
+    from ..model import LMConfig
+    from .compare import CompareConfig
+    from .train import TrainConfig
+    add_config_args(p, CompareConfig)
+    add_config_args(p, LMConfig, skip=("vocab_size", "mixers"))
+    add_config_args(p, TrainConfig, skip=("resume", "stop_at"), defaults={"out": "runs/compare"})
+
+
+def _compare(ns) -> int:
+    from ..model import LMConfig
+    from .compare import CompareConfig, format_compare, run_compare
+    from .train import TrainConfig
+    cmp_cfg = config_from_args(CompareConfig, ns)
+    base = config_from_args(LMConfig, ns, mixers=cmp_cfg.variants[0])
+    train_cfg = config_from_args(TrainConfig, ns)
+    report = run_compare(cmp_cfg.variants, base, train_cfg, train_cfg.out, tolerance=cmp_cfg.tolerance)
+    print(format_compare(report))
+    print(f"wrote {train_cfg.out}/compare.json, {train_cfg.out}/compare_loss.png")
+    return 0
+
+
+def _eval_lengths_args(p):
+    from .eval_lengths import LengthEvalConfig
+    add_config_args(p, LengthEvalConfig)
+
+
+def _eval_lengths(ns) -> int:
+    from .eval_lengths import LengthEvalConfig, eval_lengths, format_lengths
+    cfg = config_from_args(LengthEvalConfig, ns)
+    print(format_lengths(eval_lengths(cfg)))
+    if cfg.out:
+        print(f"wrote {cfg.out}")
+    return 0
+
+
+def _bench_decode_args(p):
+    from .bench.decode import DecodeBenchConfig
+    add_config_args(p, DecodeBenchConfig)
+
+
+def _bench_decode(ns) -> int:
+    import os
+
+    from .bench.decode import DecodeBenchConfig, format_decode, run_decode_bench
+    cfg = config_from_args(DecodeBenchConfig, ns)
+    print(format_decode(run_decode_bench(cfg)))
+    print(f"wrote {os.path.join(cfg.out, 'decode.json')}")
+    return 0
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    add_args: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS = {
+    "demo": Command("the main job on the embedded defaults", _demo_args, _demo),
+    "bench": Command("scaling benchmark: time and memory vs sequence length", _bench_args, _bench),
+    "reference": Command("the NumPy-only char LM, its ablation and the bigram baseline (no torch)",
+                         _reference_args, _reference),
+    "train": Command("train a spectral / attention / hybrid LM", _train_args, _train),
+    "compare": Command("train several mixer stacks with the same budget", _compare_args, _compare),
+    "sample": Command("generate text from a checkpoint", _sample_args, _sample),
+    "eval-lengths": Command("val loss of a checkpoint at longer contexts than trained",
+                            _eval_lengths_args, _eval_lengths),
+    "bench-decode": Command("cached generation speed after long prompts", _bench_decode_args, _bench_decode),
+}
+
+
+def build_parser(only: str | None = None) -> Parser:
+    """The parser; with ``only``, just that command's flags are filled in (the others are
+    listed for ``--help``), so building it imports nothing the other commands need."""
+    parser = Parser(prog="specmix", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, cmd in COMMANDS.items():
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        if only is None or only == name:
+            cmd.add_args(p)
+        p.set_defaults(func=cmd.run)
+    return parser
+
+
+def _chosen(argv: list[str]) -> str | None:
+    """The command: the first word (``specmix`` has no options of its own besides --help)."""
+    return argv[0] if argv and argv[0] in COMMANDS else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _chosen(argv) or "specmix"
+    try:
+        ns = build_parser(only=_chosen(argv)).parse_args(argv)
+        return ns.func(ns)
+    except UsageError as err:
+        print(f"specmix {command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"specmix {command}: interrupted", file=sys.stderr)
+        return 130

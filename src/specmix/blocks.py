@@ -1,0 +1,85 @@
+"""The position-wise MLP and the pre-norm residual block around any mixer.
+
+``Block`` delegates cached decoding to its mixer: ``prefill`` / ``step`` run the same norm,
+residual and MLP as ``forward`` around ``mixer.prefill`` / ``mixer.step``, and the state they
+return is the mixer's own. Legend: B batch, N sequence, D channels.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .mixers import check_tokens
+
+__all__ = ["MLP", "Block", "NORMS"]
+
+NORMS = ("layer", "rms")
+
+
+class MLP(nn.Module):
+    """Position-wise ``Linear(D, d_ff) -> GELU -> Linear(d_ff, D)``; ``(..., D) -> (..., D)``."""
+
+    def __init__(self, d_model: int, d_ff: int, *, bias: bool = True, device=None, dtype=None):
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.fc = nn.Linear(d_model, d_ff, bias=bias, **factory)
+        self.proj = nn.Linear(d_ff, d_model, bias=bias, **factory)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(F.gelu(self.fc(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: ``x + drop(mixer(norm(x)))``, then ``x + drop(mlp(norm(x)))``.
+
+    Args:
+        d_model: channels D; must equal ``mixer.d_model``.
+        mixer: any module with the mixer interface (``SpectralMixer``, ``Attention``).
+        mlp_ratio: hidden width of the MLP as a multiple of D; 0 = no MLP (a mixer-only block,
+            as in Zoology's recall models).
+        norm: ``"layer"`` (LayerNorm) or ``"rms"`` (RMSNorm).
+        dropout: dropout on each residual branch while training (nanoGPT's places).
+
+    Shape:
+        x ``(B, N, D)``, mask ``(B, N)`` bool -> ``(B, N, D)``.
+    """
+
+    def __init__(self, d_model: int, mixer: nn.Module, mlp_ratio: float = 4.0,
+                 norm: str = "layer", *, dropout: float = 0.0, device=None, dtype=None) -> None:
+        super().__init__()
+        if getattr(mixer, "d_model", None) != d_model:
+            raise ValueError(f"Block: mixer.d_model must equal d_model={d_model}, "
+                             f"got {getattr(mixer, 'd_model', None)}")
+        if norm not in NORMS:
+            raise ValueError(f"Block: norm must be one of {NORMS}, got {norm!r}")
+        if mlp_ratio < 0:
+            raise ValueError(f"Block: mlp_ratio must be >= 0, got {mlp_ratio!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"Block: dropout must be in [0, 1), got {dropout!r}")
+        factory = {"device": device, "dtype": dtype}
+        norm_cls = nn.LayerNorm if norm == "layer" else nn.RMSNorm
+        d_ff = int(round(mlp_ratio * d_model))
+        self.d_model = d_model
+        self.norm1 = norm_cls(d_model, **factory)          # registration order kept from the
+        self.norm2 = norm_cls(d_model, **factory) if d_ff else None   # first release: same init
+        self.mixer = mixer                                  # draws, same optimizer-state order
+        self.mlp = MLP(d_model, d_ff, **factory) if d_ff else None
+        self.drop = nn.Dropout(dropout)
+
+    def _mlp_branch(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.mlp is None else x + self.drop(self.mlp(self.norm2(x)))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        check_tokens(x, self.d_model, mask, "Block")
+        x = x + self.drop(self.mixer(self.norm1(x), mask))
+        return self._mlp_branch(x)
+
+    def prefill(self, x: torch.Tensor, max_len: int):
+        """``(forward(x), state)`` for a prompt ``(B, N, D)``; the state is the mixer's."""
+        y, state = self.mixer.prefill(self.norm1(x), max_len)
+        return self._mlp_branch(x + y), state
+
+    def step(self, x_t: torch.Tensor, state) -> torch.Tensor:
+        """The next token ``(B, D) -> (B, D)``; the mixer updates ``state`` in place."""
+        return self._mlp_branch(x_t + self.mixer.step(self.norm1(x_t), state))
