@@ -155,3 +155,18 @@ def test_channel_chunking_is_exact(monkeypatch, causal):
     assert rel_err(gx, rx) < 1e-10 and rel_err(gk, rk) < 1e-10
     with torch.no_grad():
         assert rel_err(fft_conv(x, k, causal=causal), fft_conv_ref(x, k, causal=causal)) < 1e-10
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("n,window", [(17, 4), (32, 8)])
+def test_local_attention_gradients_match_dense_mask(n, window, causal):
+    q, k, v = (torch.randn(2, 3, n, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    key_mask = torch.rand(2, n, generator=torch.Generator().manual_seed(5)) > 0.3
+    key_mask[:, 0] = True
+    dense = sliding_window_mask(n, window, causal=causal)[None, None] & key_mask[:, None, None]
+    rows = dense.any(-1)[:, :, :, None].to(torch.float64)     # rows with at least one key
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=dense | ~dense.any(-1, keepdim=True)) * rows
+    out = local_attention(q, k, v, window=window, causal=causal, key_mask=key_mask) * rows
+    g = torch.randn_like(out)
+    for a, b in zip(torch.autograd.grad(out, (q, k, v), g), torch.autograd.grad(ref, (q, k, v), g)):
+        assert (a - b).abs().max().item() < 1e-10

@@ -15,32 +15,6 @@ def tiny(mixers="spectral", **kw) -> SpecMixLM:
     return SpecMixLM(cfg).eval()
 
 
-@pytest.mark.parametrize("mixers,filt,head_dim,min_block", [(p, "frequency", 1, 64) for p in PATTERNS] + [
-    ("spectral-gated", "implicit", 1, 64), ("spectral", "implicit", 1, 64),
-    ("spectral-gated", "frequency", 4, 64),
-    ("spectral-gated", "implicit", 1, 1), ("spectral,spectral-gated", "frequency", 8, 2)])
-def test_cached_decoding_matches_full_forward(mixers, filt, head_dim, min_block, monkeypatch):
-    """min_block 1-2: the spectral cache folds its past into the FFT part every few tokens."""
-    monkeypatch.setattr("specmix.decoding.MIN_FOLD_BLOCK", min_block)
-    model = tiny(mixers, filter=filt, head_dim=head_dim)
-    prompt = torch.randint(0, 11, (2, 10), generator=torch.Generator().manual_seed(1))
-    out, cached = model.decode(prompt, 64, pick=lambda logits: logits.argmax(-1))
-    assert out.shape == (2, 74) and cached.shape == (2, 64, 11)
-    with torch.no_grad():
-        full = model(out[:, :-1])[0][:, 9:]                     # logits that chose tokens 10..73
-    assert (full - cached).abs().max().item() < 1e-4
-    # generate with and without the cache agree (top-k 1 is greedy)
-    a = model.generate(prompt, 20, top_k=1, use_cache=True)
-    b = model.generate(prompt, 20, top_k=1, use_cache=False)
-    assert torch.equal(a, b)
-
-
-def test_generation_past_the_context_crops():
-    model = tiny("spectral,local:8")
-    out = model.generate(torch.zeros(1, 90, dtype=torch.long), 20, top_k=3)
-    assert out.shape == (1, 110)
-
-
 @pytest.mark.parametrize("mixers", PATTERNS)
 def test_full_model_is_causal(mixers):
     model = tiny(mixers).double()
@@ -81,3 +55,27 @@ def test_bad_idx():
         model(torch.zeros(1, 97, dtype=torch.long))
     with pytest.raises(ValueError, match="int64 tensor of shape"):
         model(torch.zeros(1, 5))
+
+
+def test_config_is_frozen_and_replace_validates():
+    import dataclasses
+    cfg = LMConfig(vocab_size=11, mixers="spectral,local:8", n_layers=2)
+    assert cfg.mixers == ("spectral", "local:8")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.context = 512
+    with pytest.raises(UsageError, match="--head-dim 3 must divide"):
+        dataclasses.replace(cfg, head_dim=3)
+    with pytest.raises(UsageError, match="vocab_size is None"):
+        SpecMixLM(LMConfig())
+
+
+def test_configs_of_older_releases_load():
+    """Before typed configs: mixers as a comma string, a `gated` flag beside the kinds."""
+    old = {"vocab_size": 11, "d_model": 32, "n_layers": 2, "n_heads": 4, "context": 96,
+           "mixers": "spectral,attention", "filter": "frequency", "gated": True, "head_dim": 1,
+           "mlp_ratio": 4.0, "dropout": 0.0, "tie_embeddings": True, "norm": "layer", "pos_emb": "auto"}
+    cfg = LMConfig.from_dict(old)
+    assert cfg.mixers == ("spectral-gated", "attention")
+    assert LMConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(UsageError, match="unknown fields \\['colour'\\]"):
+        LMConfig.from_dict(dict(old, colour="blue"))

