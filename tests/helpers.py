@@ -39,3 +39,19 @@ def circular_fft_conv(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     x_f = torch.fft.rfft(x.transpose(1, 2), n=n)      # (B, D, F)
     k_f = torch.fft.rfft(k, n=n)                      # (D, F)
     return torch.fft.irfft(x_f * k_f, n=n).transpose(1, 2)
+
+
+def assert_same_grads(y: torch.Tensor, ref: torch.Tensor, inputs, what: str = "") -> None:
+    """Gradients of ``y`` and ``ref`` w.r.t. ``inputs`` agree (one random output cotangent)."""
+    g = torch.randn_like(y)
+    for i, (a, b) in enumerate(zip(torch.autograd.grad(y, inputs, g), torch.autograd.grad(ref, inputs, g))):
+        assert_close(a, b, what=f"{what} gradient {i}")
+
+
+def tiny_lm(mixers: str = "spectral", **kw):
+    """An eval-mode SpecMixLM of width 32, context 96, 11 tokens: 2 layers, or one per kind."""
+    from specmix.model import LMConfig, SpecMixLM
+    n_layers = len(mixers.split(",")) if "," in mixers else 2
+    cfg = LMConfig(vocab_size=11, d_model=32, n_layers=n_layers, n_heads=4, context=96, mixers=mixers, **kw)
+    torch.manual_seed(0)
+    return SpecMixLM(cfg).eval()

@@ -6,19 +6,11 @@ import torch
 
 from specmix import Attention, Block, ConvCache, SpectralMixer
 from specmix.functional import fft_conv_ref
-from specmix.model import LMConfig, SpecMixLM
+from specmix.model import SpecMixLM
 
-from helpers import assert_close
+from helpers import assert_close, tiny_lm
 
 PATTERNS = ["spectral", "spectral-gated", "attention", "local:8", "spectral,local:8,spectral-gated"]
-
-
-def tiny(mixers="spectral", **kw) -> SpecMixLM:
-    n_layers = len(mixers.split(",")) if "," in mixers else 2
-    cfg = LMConfig(vocab_size=11, d_model=32, n_layers=n_layers, n_heads=4, context=96,
-                   mixers=mixers, **kw)
-    torch.manual_seed(0)
-    return SpecMixLM(cfg).eval()
 
 
 @pytest.mark.parametrize("min_block", [1, 3, 64])
@@ -77,7 +69,7 @@ def test_prefill_needs_a_causal_mixer_and_room():
 def test_cached_decoding_matches_full_forward(mixers, filt, head_dim, min_block, monkeypatch):
     """min_block 1-2: the spectral cache folds its past into the FFT part every few tokens."""
     monkeypatch.setattr("specmix.decoding.MIN_FOLD_BLOCK", min_block)
-    model = tiny(mixers, filter=filt, head_dim=head_dim)
+    model = tiny_lm(mixers, filter=filt, head_dim=head_dim)
     prompt = torch.randint(0, 11, (2, 10), generator=torch.Generator().manual_seed(1))
     out, cached = model.decode(prompt, 64, pick=lambda logits: logits.argmax(-1))
     assert out.shape == (2, 74) and cached.shape == (2, 64, 11)
@@ -91,14 +83,14 @@ def test_cached_decoding_matches_full_forward(mixers, filt, head_dim, min_block,
 
 
 def test_generation_past_the_context_crops():
-    model = tiny("spectral,local:8")
+    model = tiny_lm("spectral,local:8")
     out = model.generate(torch.zeros(1, 90, dtype=torch.long), 20, top_k=3)
     assert out.shape == (1, 110)
 
 
 def test_prefill_projects_each_layer_once():
     """The mixer's streams serve forward and prefill alike: one input projection per layer."""
-    model = tiny("spectral,spectral-gated,attention,local:8")
+    model = tiny_lm("spectral,spectral-gated,attention,local:8")
     calls = []
     for i, block in enumerate(model.blocks):
         original = block.mixer.project_in

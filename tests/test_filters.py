@@ -18,7 +18,6 @@ def test_frequency_filter_kernel_is_the_inverse_dft_of_its_response():
     filt = FrequencyFilter(3, 10).double()
     resp = torch.view_as_complex(filt.response.detach())
     m = torch.arange(10, dtype=torch.float64)
-    f = torch.arange(resp.shape[1], dtype=torch.float64)
     # explicit Hermitian-symmetric inverse DFT
     full = torch.cat([resp, resp[:, 1:5].conj().flip(-1)], dim=1)           # (D, 10)
     f_full = torch.arange(10, dtype=torch.float64)

@@ -4,20 +4,14 @@ import torch
 from specmix.model import LMConfig, SpecMixLM
 from specmix.validation import UsageError
 
+from helpers import tiny_lm
+
 PATTERNS = ["spectral", "spectral-gated", "attention", "local:8", "spectral,local:8,spectral-gated"]
-
-
-def tiny(mixers="spectral", **kw) -> SpecMixLM:
-    n_layers = len(mixers.split(",")) if "," in mixers else 2
-    cfg = LMConfig(vocab_size=11, d_model=32, n_layers=n_layers, n_heads=4, context=96,
-                   mixers=mixers, **kw)
-    torch.manual_seed(0)
-    return SpecMixLM(cfg).eval()
 
 
 @pytest.mark.parametrize("mixers", PATTERNS)
 def test_full_model_is_causal(mixers):
-    model = tiny(mixers).double()
+    model = tiny_lm(mixers).double()
     idx = torch.randint(0, 11, (2, 50), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         base = model(idx)[0]
@@ -29,13 +23,13 @@ def test_full_model_is_causal(mixers):
 
 
 def test_forward_loss_and_params():
-    model = tiny("spectral-gated")
+    model = tiny_lm("spectral-gated")
     idx = torch.randint(0, 11, (3, 40))
     logits, loss = model(idx, idx)
     assert logits.shape == (3, 40, 11) and loss.ndim == 0
     assert model.num_params() == sum(p.numel() for p in model.parameters())
     assert model.head.weight is model.tok_emb.weight              # tied
-    assert model.pos_emb is None and tiny("attention").pos_emb is not None
+    assert model.pos_emb is None and tiny_lm("attention").pos_emb is not None
 
 
 @pytest.mark.parametrize("kwargs,words", [
@@ -50,7 +44,7 @@ def test_bad_config_is_refused_on_construction(kwargs, words):
 
 
 def test_bad_idx():
-    model = tiny()
+    model = tiny_lm()
     with pytest.raises(ValueError, match="exceeds context=96"):
         model(torch.zeros(1, 97, dtype=torch.long))
     with pytest.raises(ValueError, match="int64 tensor of shape"):

@@ -8,6 +8,7 @@ from specmix.validation import UsageError
 from specmix.app.cli import main
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend,ops,mode", [
     ("numpy", "attention,spectral,spectral-circular", "forward"),
     ("torch", "sdpa,spectral,fft-floor,spectral-layer", "train"),

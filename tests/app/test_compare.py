@@ -1,6 +1,5 @@
 import json
 
-import pytest
 
 import specmix.app.compare as compare
 from specmix.app.cli import main

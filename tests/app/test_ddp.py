@@ -1,9 +1,9 @@
 """Two CPU processes under torchrun (gloo) follow the single-process loss curve."""
-import json
 import os
 import subprocess
 import sys
 
+import pytest
 
 
 def args(data, out):
@@ -13,6 +13,7 @@ def args(data, out):
             "--lr", "3e-3", "--device", "cpu", "--out", str(out)]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_matches_single_process(tmp_path, data, read_metrics):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     single = subprocess.run([sys.executable, "-m", "specmix", *args(data, tmp_path / "one")],

@@ -88,6 +88,7 @@ def test_eval_lengths_refuses_models_tied_to_their_length(data, tmp_path, capsys
                  "--device", "cpu"]) == 0
 
 
+@pytest.mark.slow
 def test_lm_bench_sweeps_whole_models(tmp_path, capsys):
     out = tmp_path / "lm"
     assert main(["bench", "--backend", "lm", "--lengths", "32,64", "--d-model", "16", "--n-heads", "2",

@@ -21,6 +21,7 @@ from ..io import atomic_write_text
 from ..model import LMConfig, SpecMixLM
 from ..validation import UsageError, check_fields
 from .plots import optional_plot
+from .tables import markdown_table
 from .train import TrainConfig, train
 
 
@@ -107,19 +108,21 @@ def _first_above(curve: list[dict], level: float = 0.95) -> str:
 
 def format_compare(report: dict) -> str:
     task = report["train"].get("task", "lm") != "lm"
-    acc_head = " final answer acc | best answer acc | first >= 0.95 |" if task else ""
-    lines = ["| mixers | params | final val | best val |" + acc_head + " tokens/s | wall s | steps |",
-             "|---|---|---|---|" + ("---|---|---|" if task else "") + "---|---|---|"]
+    head = ["mixers", "params", "final val", "best val"]
+    head += ["final answer acc", "best answer acc", "first >= 0.95"] if task else []
+    head += ["tokens/s", "wall s", "steps"]
+    rows = []
     for v in report["variants"]:
         if "error" in v:
-            lines.append(f"| `{v['mixers']}` | {v.get('params', '-')} | failed: {v['error']} | | | |")
+            rows.append([f"`{v['mixers']}`", v.get("params", "-"), f"failed: {v['error']}"]
+                        + [""] * (len(head) - 3))
             continue
-        acc = f" {v['final_answer_acc']:.3f} | {v['best_answer_acc']:.3f} | {_first_above(v['curve'])} |" if task else ""
-        lines.append(f"| `{v['mixers']}` | {v['params']} | {v['final_val_loss']:.3f} | "
-                     f"{v['best_val_loss']:.3f} |{acc} {v['tokens_per_s']:.0f} | {v['wall_s']:.0f} | "
-                     f"{v['curve'][-1]['step']} |")
+        acc = [f"{v['final_answer_acc']:.3f}", f"{v['best_answer_acc']:.3f}", _first_above(v["curve"])] if task else []
+        rows.append([f"`{v['mixers']}`", v["params"], f"{v['final_val_loss']:.3f}", f"{v['best_val_loss']:.3f}",
+                     *acc, f"{v['tokens_per_s']:.0f}", f"{v['wall_s']:.0f}", v["curve"][-1]["step"]])
     t, m = report["train"], report["model"]
     what = (f"task {t['task']} (vocab {t['task_vocab']}), " if task else "")
+    lines = markdown_table(head, rows)
     lines += ["", f"{what}d_model {m['d_model']}, {m['n_layers']} layers, context {m['context']}, batch "
               f"{t['batch_size']}, {t['steps']} steps, lr {t['lr']} (cosine to {t['min_lr_ratio']}x), "
               f"dropout {m['dropout']}, seed {t['seed']}; MLP widths adjusted to match parameters."]

@@ -25,6 +25,7 @@ from ..validation import UsageError, check_fields
 from .checkpoint import CheckpointError, load_config, load_model
 from .plots import optional_plot
 from .runtime import resolve_device
+from .tables import fmt, markdown_table
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,7 @@ def eval_lengths(cfg: LengthEvalConfig) -> dict:
 
 def format_lengths(report: dict) -> str:
     trained = report["trained_context"]
-    lines = [f"| context | windows | val loss (all positions) | positions < {trained} "
-             f"| positions >= {trained} |", "|---|---|---|---|---|"]
-    for r in report["rows"]:
-        beyond = "-" if r["loss_beyond"] is None else f"{r['loss_beyond']:.4f}"
-        lines.append(f"| {r['context']} | {r['windows']} | {r['loss']:.4f} | {r['loss_within']:.4f} | {beyond} |")
-    return "\n".join(lines)
+    head = ["context", "windows", "val loss (all positions)", f"positions < {trained}", f"positions >= {trained}"]
+    rows = [[r["context"], r["windows"], f"{r['loss']:.4f}", f"{r['loss_within']:.4f}", fmt(r["loss_beyond"], ".4f")]
+            for r in report["rows"]]
+    return "\n".join(markdown_table(head, rows))

@@ -20,6 +20,7 @@ from ..io import atomic_write_text
 from ..reference.model import Adam, RefModelConfig, backward, forward, init_params
 from ..validation import check_fields
 from .plots import optional_plot
+from .tables import markdown_table
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def format_reference(r: dict) -> str:
             ("final val loss (spectral)", r["final_val_loss"]),
             ("val loss without mixing (identity ablation)", r["no_mixing_val_loss"]),
             ("exact bigram val loss (add-1 counts on train)", r["bigram_val_loss"])]
-    lines = ["| metric | nats/char |", "|---|---|"] + [f"| {k} | {v:.3f} |" for k, v in rows]
+    lines = markdown_table(["metric", "nats/char"], [[k, f"{v:.3f}"] for k, v in rows])
     cfg = r["config"]
     lines += ["", f"{r['steps']} steps, d_model {cfg['d_model']}, context {cfg['context']}, "
               f"batch {cfg['batch_size']}, corpus {r['corpus']}; both models trained in "

@@ -9,7 +9,6 @@ table says so.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import json
 import math
 import multiprocessing
 import os
