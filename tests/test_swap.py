@@ -84,7 +84,7 @@ def test_errors_say_what_is_supported():
     built_bidirectional = SpectralSelfAttention(D, max_len=32, batch_first=True, causal=False)
     with pytest.raises(ValueError, match="causal=False"):
         built_bidirectional(x, x, x, is_causal=True)
-    with pytest.raises(ValueError, match="not nn.MultiheadAttention"):
+    with pytest.raises(ValueError, match=r"cannot replace \[.layers.0.linear1 \(Linear\).\]; supported: nn.MultiheadAttention"):
         swap_attention(encoder(True), max_len=8, names=["layers.0.linear1"])
     out, weights = attn(x, x, x, attn_mask=torch.zeros(N, N, dtype=torch.bool))
     assert weights is None and out.shape == x.shape

@@ -20,7 +20,7 @@ _EXPORTS = {
     "MLP": "blocks", "Block": "blocks",
     "ConvCache": "decoding",
     "LMConfig": "model", "SpecMixLM": "model",
-    "SpectralSelfAttention": "swap", "swap_attention": "swap",
+    "SpectralSelfAttention": "swap", "swap_attention": "swap", "HFSpectralAttention": "hf",
     "UsageError": "validation",
 }
 

@@ -218,26 +218,30 @@ class SpectralMixer(nn.Module):
         y = fft_conv_cf(conv_in, k, causal=causal, k_f=k_f)              # (B, D h, N)
         return self._project_out(q, y, mask)
 
-    def prefill(self, x: torch.Tensor, max_len: int) -> tuple[torch.Tensor, "SpectralState"]:
-        """Run the prompt ``x (B, N, D)``; returns ``forward(x)`` and the state that
-        :meth:`step` continues from, for up to ``max_len`` tokens in all."""
-        check_tokens(x, self.d_model, None, "SpectralMixer.prefill")
+    def prefill(self, x: torch.Tensor, max_len: int, mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, "SpectralState"]:
+        """Run the prompt ``x (B, N, D)``; returns ``forward(x, mask)`` and the state that
+        :meth:`step` continues from, for up to ``max_len`` tokens in all. Padded positions
+        (``mask`` False) enter the state as zeros, as they enter ``forward``."""
+        check_tokens(x, self.d_model, mask, "SpectralMixer.prefill")
         if not self.causal:
             raise ValueError("SpectralMixer.prefill: cached decoding needs a causal mixer")
-        q, conv_in, u = self._streams(x, None, True)
+        q, conv_in, u = self._streams(x, mask, True)
         kernel = self.filter.kernel(max_len)                             # (D, max_len)
         kernel = self.expand_heads(kernel if kernel.dtype in (torch.float32, torch.float64) else kernel.float())
         y, conv = ConvCache.prefill(kernel, conv_in, max_len)            # (B, D h, N)
         history = F.pad(u, (2, 0))[:, :, -2:].clone() if self.gated else None  # (B, C, 2)
-        return self._project_out(q, y, None), SpectralState(conv=conv, history=history)
+        return self._project_out(q, y, mask), SpectralState(conv=conv, history=history)
 
-    def step(self, x_t: torch.Tensor, state: "SpectralState") -> torch.Tensor:
-        """The next token ``x_t (B, D) -> (B, D)``; updates ``state`` in place."""
-        q, conv_in, u = self._streams(x_t[:, None, :], None, True, history=state.history)
+    def step(self, x_t: torch.Tensor, state: "SpectralState", mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The next token ``x_t (B, D) -> (B, D)``; updates ``state`` in place. ``mask (B,)``
+        False marks a padded position (zero output, zero input to the state)."""
+        keep = None if mask is None else mask[:, None]                  # (B, 1)
+        q, conv_in, u = self._streams(x_t[:, None, :], keep, True, history=state.history)
         if self.gated:
             state.history = torch.cat([state.history[:, :, 1:], u], dim=-1)   # (B, C, 2)
         y = state.conv.step(conv_in[:, :, 0])                            # (B, D h)
-        return self._project_out(q, y[:, :, None], None)[:, 0]           # (B, D)
+        return self._project_out(q, y[:, :, None], keep)[:, 0]           # (B, D)
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, max_len={self.max_len}, causal={self.causal}, "

@@ -1,9 +1,10 @@
-"""Drop-in replacement of ``nn.MultiheadAttention`` self-attention by spectral mixing.
+"""Drop-in replacement of self-attention by spectral mixing, in PyTorch and HF models.
 
 ``SpectralSelfAttention`` accepts the call of ``nn.MultiheadAttention`` for
 self-attention and returns ``(output, None)``; ``swap_attention`` puts one in place of
 every self-attention module of a model (``self_attn`` of ``nn.TransformerEncoderLayer`` /
-``nn.TransformerDecoderLayer`` by default) and leaves cross-attention alone.
+``nn.TransformerDecoderLayer`` by default), and a :class:`specmix.hf.HFSpectralAttention`
+in place of each supported Hugging Face attention module; cross-attention is left alone.
 Legend: B batch, N sequence, D = embed_dim.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .hf import HF_ATTENTION_CLASSES, is_hf_attention, looks_like_hf_attention, replace_hf_attention
 from .mixers import SpectralMixer
 
 __all__ = ["SpectralSelfAttention", "swap_attention"]
@@ -93,26 +95,59 @@ class SpectralSelfAttention(nn.Module):
         return f"embed_dim={self.embed_dim}, batch_first={self.batch_first}, causal={self.causal}"
 
 
-def swap_attention(model: nn.Module, *, max_len: int, causal: bool | None = None,
-                   filter: str = "frequency", gated: bool = False,
-                   names: list[str] | None = None) -> list[str]:
-    """Replace self-attention ``nn.MultiheadAttention`` modules by ``SpectralSelfAttention``.
+_SUPPORTED = ("nn.MultiheadAttention used as self-attention (`self_attn` of nn.Transformer layers), "
+              "and from Hugging Face transformers: " + ", ".join(HF_ATTENTION_CLASSES))
 
-    By default every module registered as ``self_attn`` (the self-attention of PyTorch's
-    transformer layers) is replaced; ``multihead_attn`` (decoder cross-attention) is kept.
-    ``names`` picks modules by their full name instead. New modules take the old one's
-    width, ``batch_first``, device and dtype. Returns the replaced names, in model order.
-    """
-    targets = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)
-               and (name in names if names is not None else name.split(".")[-1] == "self_attn")]
-    if names is not None and len(targets) != len(set(names)):
-        missing = sorted(set(names) - {name for name, _ in targets})
-        raise ValueError(f"swap_attention: not nn.MultiheadAttention modules of the model: {missing}")
-    for name, module in targets:
+
+def _replacement(module: nn.Module, *, max_len: int, causal: bool | None, filter: str, gated: bool,
+                 head_dim: int) -> nn.Module:
+    if isinstance(module, nn.MultiheadAttention):
+        if head_dim != 1:
+            raise ValueError("swap_attention: head_dim > 1 is not supported for nn.MultiheadAttention")
         ref = module.in_proj_weight if module.in_proj_weight is not None else module.q_proj_weight
-        new = SpectralSelfAttention(module.embed_dim, module.num_heads, max_len=max_len,
-                                    batch_first=module.batch_first, causal=causal, filter=filter,
-                                    gated=gated, device=ref.device, dtype=ref.dtype)
+        return SpectralSelfAttention(module.embed_dim, module.num_heads, max_len=max_len,
+                                     batch_first=module.batch_first, causal=causal, filter=filter,
+                                     gated=gated, device=ref.device, dtype=ref.dtype)
+    return replace_hf_attention(module, max_len=max_len, causal=causal, filter=filter, gated=gated,
+                                head_dim=head_dim)
+
+
+def _targets(model: nn.Module, names: list[str] | None) -> list[tuple[str, nn.Module]]:
+    modules = dict(model.named_modules())
+    if names is None:
+        return [(name, m) for name, m in modules.items()
+                if (isinstance(m, nn.MultiheadAttention) and name.split(".")[-1] == "self_attn") or is_hf_attention(m)]
+    missing = sorted(set(names) - set(modules))
+    if missing:
+        raise ValueError(f"swap_attention: the model has no modules named {missing}")
+    unsupported = [f"{n} ({type(modules[n]).__name__})" for n in names
+                   if not (isinstance(modules[n], nn.MultiheadAttention) or is_hf_attention(modules[n]))]
+    if unsupported:
+        raise ValueError(f"swap_attention: cannot replace {unsupported}; supported: {_SUPPORTED}")
+    return [(name, m) for name, m in modules.items() if name in names]
+
+
+def swap_attention(model: nn.Module, *, max_len: int, causal: bool | None = None,
+                   filter: str = "frequency", gated: bool = False, head_dim: int = 1,
+                   names: list[str] | None = None, missing_ok: bool = False) -> list[str]:
+    """Replace the self-attention modules of ``model`` by spectral mixing; returns their names.
+
+    Found by default: every ``nn.MultiheadAttention`` registered as ``self_attn`` (PyTorch's
+    transformer layers; ``multihead_attn``, the decoder's cross-attention, is kept), and every
+    supported Hugging Face self-attention module (see :mod:`specmix.hf`; cross-attention is
+    kept). ``names`` picks modules by their full name instead. New modules take the old
+    one's width, device and dtype (and ``batch_first`` for MHA); ``causal=None`` keeps each
+    module's direction. A model with nothing to replace raises a ValueError that lists what
+    is supported, unless ``missing_ok=True``.
+    """
+    targets = _targets(model, names)
+    if not targets and not missing_ok:
+        unknown = sorted({type(m).__name__ for m in model.modules() if looks_like_hf_attention(m)})
+        found = f"; its attention modules {unknown} are not supported" if unknown else ""
+        raise ValueError(f"swap_attention: found no self-attention to replace in {type(model).__name__}{found}. "
+                         f"Supported: {_SUPPORTED}. Pass names=[...] to choose modules, or missing_ok=True")
+    for name, module in targets:
+        new = _replacement(module, max_len=max_len, causal=causal, filter=filter, gated=gated, head_dim=head_dim)
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
     if targets:

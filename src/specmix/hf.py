@@ -1,0 +1,198 @@
+"""Spectral mixing in place of the self-attention of Hugging Face ``transformers`` models.
+
+:func:`specmix.swap_attention` calls :func:`replace_hf_attention` for every supported module
+it finds. The route is *module replacement*: the attention module (GPT-2's
+``GPT2Attention``, the Llama family's ``LlamaAttention`` / ``MistralAttention`` /
+``Qwen2Attention``, the BERT family's ``BertSelfAttention`` / ``RobertaSelfAttention``) is
+replaced by :class:`HFSpectralAttention`, which reads the hidden states and returns what the
+block expects, ``(output, None)``. Registering a function with HF's ``AttentionInterface``
+was not enough: that interface receives per-head q, k, v after the projections (and after
+RoPE for Llama) and is fed HF's KV cache, while spectral mixing needs the hidden states and
+its own decoding state.
+
+Cached generation: HF's ``Cache`` object still drives ``generate`` (it counts the tokens seen,
+which sets position ids and mask sizes), so each swapped layer appends a one-number
+placeholder per token to its layer of the cache, and keeps its real state, the folded
+convolution cache of :mod:`specmix.decoding`, on the cache object beside HF's layers. A new
+token then costs what ``SpectralMixer.step`` costs, never an FFT over the whole history.
+Only ``DynamicCache`` (also inside an ``EncoderDecoderCache``) is supported; a cache that
+someone else reorders or crops (beam search, assisted decoding) is detected and refused.
+
+Masks: HF's 2D and 4D (boolean or additive) masks become specmix's token mask; a position
+is real when it may attend to itself. Nothing here imports ``transformers``.
+Legend: B batch, N new tokens, D hidden size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .mixers import SpectralMixer, SpectralState
+
+__all__ = ["HF_ATTENTION_CLASSES", "HFSpectralAttention", "is_hf_attention", "replace_hf_attention"]
+
+# class name -> family; matched for classes defined inside the transformers package
+HF_ATTENTION_CLASSES = {
+    "GPT2Attention": "gpt2", "LlamaAttention": "llama", "MistralAttention": "llama",
+    "Qwen2Attention": "llama", "BertSelfAttention": "bert", "RobertaSelfAttention": "bert",
+}
+# arguments HF passes to an attention module that spectral mixing does not need
+_IGNORED = frozenset({"position_ids", "position_embeddings", "use_cache", "cache_position",
+                      "output_attentions", "head_mask", "encoder_attention_mask"})
+
+
+def _from_transformers(module: nn.Module) -> bool:
+    return type(module).__module__.split(".")[0] == "transformers"
+
+
+def is_hf_attention(module: nn.Module) -> bool:
+    """A supported HF self-attention module (cross-attention modules are not)."""
+    return (_from_transformers(module) and type(module).__name__ in HF_ATTENTION_CLASSES
+            and not getattr(module, "is_cross_attention", False))
+
+
+def looks_like_hf_attention(module: nn.Module) -> bool:
+    """An attention module of transformers that this version of specmix cannot replace."""
+    return (_from_transformers(module) and type(module).__name__.endswith("Attention")
+            and type(module).__name__ not in HF_ATTENTION_CLASSES)
+
+
+def token_mask(attention_mask: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    """specmix's ``(B, n)`` mask (True = real) of the last ``n`` positions, from HF's mask:
+    2D ``(B, K)`` (1 = real), or 4D ``(B, 1, Q, K)`` boolean (True = may attend) or additive
+    (0 = may attend). In a 4D mask a position is real when it may attend to itself."""
+    if attention_mask is None:
+        return None
+    if attention_mask.dim() == 2:
+        real = attention_mask[:, -n:].bool()
+    elif attention_mask.dim() == 4:
+        allowed = attention_mask if attention_mask.dtype == torch.bool else \
+            attention_mask > torch.finfo(attention_mask.dtype).min / 2
+        q_len, k_len = allowed.shape[-2:]
+        if q_len == 1 and n > 1:                                   # (B, 1, 1, K): key padding only
+            real = allowed[:, 0, 0, -n:]
+        else:
+            rows = torch.arange(q_len, device=allowed.device)
+            real = allowed[:, 0, rows, k_len - q_len + rows][:, -n:]  # (B, n) the diagonal
+    else:
+        raise ValueError(f"HFSpectralAttention: attention_mask must be 2D (B, K) or 4D (B, 1, Q, K), "
+                         f"got shape {tuple(attention_mask.shape)}")
+    return None if bool(real.all()) else real
+
+
+@dataclass(kw_only=True)
+class _LayerState:
+    """What one swapped layer keeps on HF's cache object between ``generate`` steps."""
+
+    state: SpectralState | None     # None: the prompt ran with gradients, nothing was kept
+    marker: torch.Tensor            # HF's placeholder keys of this layer, as left by us
+    length: int                     # tokens the state has seen
+
+
+class HFSpectralAttention(nn.Module):
+    """A :class:`SpectralMixer` in the attention slot of a Hugging Face model.
+
+    Accepts the keyword call of the module it replaces (``hidden_states``, ``attention_mask``,
+    ``cache`` / ``past_key_values``, and position arguments it does not need) and returns
+    ``(output, None)``. Cross-attention calls (``encoder_hidden_states``) and unknown
+    arguments raise a TypeError naming them.
+
+    Args:
+        d_model: hidden size D. max_len: the longest sequence (prompt + generated tokens).
+        causal: the direction of the replaced module. layer_idx: its index in HF's cache.
+        replaces: the class name of the replaced module (for messages).
+        filter, gated, head_dim: as in :class:`SpectralMixer`.
+    """
+
+    def __init__(self, d_model: int, *, max_len: int, causal: bool, layer_idx: int | None,
+                 replaces: str, filter: str = "frequency", gated: bool = False, head_dim: int = 1,
+                 device=None, dtype=None) -> None:
+        super().__init__()
+        self.max_len, self.is_causal, self.layer_idx, self.replaces = max_len, causal, layer_idx, replaces
+        self.mixer = SpectralMixer(d_model, max_len, causal=causal, filter=filter, gated=gated,
+                                   head_dim=head_dim, device=device, dtype=dtype)
+
+    def extra_repr(self) -> str:
+        return f"replaces={self.replaces}, layer_idx={self.layer_idx}, causal={self.is_causal}"
+
+    def forward(self, hidden_states: torch.Tensor, *args, attention_mask: torch.Tensor | None = None,
+                cache=None, past_key_values=None, encoder_hidden_states=None, **kwargs):
+        self._check_call(args, encoder_hidden_states, kwargs)
+        n = hidden_states.shape[1]
+        mask = token_mask(attention_mask, n)
+        cache = self._self_attention_cache(cache if cache is not None else past_key_values)
+        if cache is None or not self.is_causal:
+            return self.mixer(hidden_states, mask), None
+        seen = cache.get_seq_length(self.layer_idx)
+        if seen == 0:
+            y, state = (self.mixer(hidden_states, mask), None) if torch.is_grad_enabled() else \
+                self.mixer.prefill(hidden_states, self.max_len, mask)
+        else:
+            state = self._continue(cache, seen)
+            y = torch.stack([self.mixer.step(hidden_states[:, i], state, None if mask is None else mask[:, i])
+                             for i in range(n)], dim=1)                      # (B, N, D)
+        self._advance(cache, hidden_states, state, seen + n)
+        return y, None
+
+    # ------------------------------------------------------------------ helpers
+    def _check_call(self, args, encoder_hidden_states, kwargs) -> None:
+        where = f"HFSpectralAttention (in place of {self.replaces})"
+        if args:
+            raise TypeError(f"{where}: takes hidden_states as its only positional argument, got "
+                            f"{len(args)} more; this transformers version calls attention differently")
+        if encoder_hidden_states is not None:
+            raise TypeError(f"{where}: replaces self-attention only; cross-attention needs the original module")
+        unknown = sorted(set(kwargs) - _IGNORED)
+        if unknown:
+            raise TypeError(f"{where}: unexpected arguments {unknown}; known: attention_mask, cache, "
+                            f"past_key_values, {', '.join(sorted(_IGNORED))}")
+
+    def _self_attention_cache(self, cache):
+        if cache is None:
+            return None
+        cache = getattr(cache, "self_attention_cache", cache)     # EncoderDecoderCache
+        if not (hasattr(cache, "layers") and hasattr(cache, "update") and hasattr(cache, "get_seq_length")):
+            raise TypeError(f"HFSpectralAttention: unsupported cache {type(cache).__name__}; "
+                            "cached generation after swap_attention needs a DynamicCache")
+        if self.layer_idx is None:
+            raise TypeError(f"HFSpectralAttention: the replaced {self.replaces} had no layer_idx, "
+                            "so its place in HF's cache is unknown")
+        return cache
+
+    def _continue(self, cache, seen: int) -> SpectralState:
+        entry = getattr(cache, "_specmix_layers", {}).get(self.layer_idx)
+        if entry is None or entry.state is None:
+            raise RuntimeError("HFSpectralAttention: no decoding state for this cache; the prompt must "
+                               "run under torch.no_grad() (as generate does) to be continued")
+        if cache.layers[self.layer_idx].keys is not entry.marker or entry.length != seen:
+            raise RuntimeError("HFSpectralAttention: HF's cache was reordered or cropped (beam search, "
+                               "assisted or contrastive decoding); specmix's decoding state cannot follow. "
+                               "Use greedy decoding or sampling, or use_cache=False")
+        return entry.state
+
+    def _advance(self, cache, hidden_states: torch.Tensor, state: SpectralState | None, length: int) -> None:
+        """Count the new tokens in HF's cache (one placeholder number each) and keep our state."""
+        bsz, n, _ = hidden_states.shape
+        placeholder = hidden_states.new_zeros(bsz, 1, n, 1)                # (B, 1, N, 1)
+        cache.update(placeholder, placeholder, self.layer_idx)
+        layers = cache.__dict__.setdefault("_specmix_layers", {})
+        layers[self.layer_idx] = _LayerState(state=state, marker=cache.layers[self.layer_idx].keys,
+                                             length=length)
+
+
+def replace_hf_attention(module: nn.Module, *, max_len: int, causal: bool | None, filter: str,
+                         gated: bool, head_dim: int) -> HFSpectralAttention:
+    """The replacement for one supported HF attention module: width from its config, direction
+    from its ``is_causal`` (unless ``causal`` is given), device and dtype from its weights."""
+    config = getattr(module, "config", None)
+    d_model = getattr(config, "hidden_size", None)
+    if d_model is None:
+        raise TypeError(f"swap_attention: {type(module).__name__} has no config.hidden_size; "
+                        "this transformers version is not supported")
+    ref = next(module.parameters())
+    return HFSpectralAttention(d_model, max_len=max_len,
+                               causal=bool(module.is_causal) if causal is None else causal,
+                               layer_idx=getattr(module, "layer_idx", None), replaces=type(module).__name__,
+                               filter=filter, gated=gated, head_dim=head_dim, device=ref.device, dtype=ref.dtype)
