@@ -111,6 +111,77 @@ def _decode() -> str | None:
             f"layers, parameters {params}; device {r['device']}, torch {r['torch']}, {r['threads']} threads.")
 
 
+def _hf_gpt2() -> str | None:
+    from specmix.app.tables import fmt, markdown_table, ratio
+    path = RESULTS / "hf-gpt2" / "hf_gpt2.json"
+    if not path.exists():
+        return None
+    r = json.loads(path.read_text())
+    c = r["config"]
+    lines = markdown_table(["model", "val loss", "ms / step", "params"],
+                           [[q["model"], f"{q['val_loss']:.3f}", f"{q['ms_per_step']:.1f}", q["params"]]
+                            for q in r["quality"]])
+    lines += ["", f"{c['steps']} steps, batch {c['batch_size']}, context {c['context']}, d_model {c['d_model']}, "
+              f"{c['n_layers']} layers, corpus {r['corpus']}, val loss over 20 fixed batches.", ""]
+    by = {(x["what"], x["n"], x["model"]): x for x in r["speed"]}
+    swaps = [k for k in ("spectral", "spectral-gated") if any(m == k for _, _, m in by)]
+    label = {"spectral": "swapped", "spectral-gated": "swapped gated"}
+    rows = []
+    for n in sorted({n for what, n, _ in by if what == "forward/train"}):
+        a = by[("forward/train", n, "sdpa")]
+        cells = [n, fmt(a["forward_ms"], ".1f")]
+        for k in swaps:
+            cells += [fmt(by[("forward/train", n, k)]["forward_ms"], ".1f"),
+                      fmt(ratio(a["forward_ms"], by[("forward/train", n, k)]["forward_ms"]), ".1f") + "x"]
+        cells.append(fmt(a["train_ms"], ".1f"))
+        for k in swaps:
+            cells += [fmt(by[("forward/train", n, k)]["train_ms"], ".1f"),
+                      fmt(ratio(a["train_ms"], by[("forward/train", n, k)]["train_ms"]), ".1f") + "x"]
+        rows.append(cells)
+    head = ["tokens", "SDPA forward ms"] + [h for k in swaps for h in (f"{label[k]} forward ms", "speed-up")]
+    head += ["SDPA train step ms"] + [h for k in swaps for h in (f"{label[k]} train step ms", "speed-up")]
+    lines += markdown_table(head, rows)
+    rows = []
+    for n in sorted({n for what, n, _ in by if what == "generate"}):
+        a = by[("generate", n, "sdpa")]
+        cells = [n, fmt(a["tokens_per_s"], ".0f")]
+        for k in swaps:
+            s = by[("generate", n, k)]
+            cells += [fmt(s["tokens_per_s"], ".0f"), fmt(ratio(s["tokens_per_s"], a["tokens_per_s"]), ".1f") + "x"]
+        cells += [fmt(a["prefill_ms"], ".0f")] + [fmt(by[("generate", n, k)]["prefill_ms"], ".0f") for k in swaps]
+        rows.append(cells)
+    head = ["prompt", "SDPA generate tok/s"] + [h for k in swaps for h in (f"{label[k]} tok/s", "speed-up")]
+    head += ["SDPA prompt ms"] + [f"{label[k]} prompt ms" for k in swaps]
+    lines += ["", *markdown_table(head, rows)]
+    env = r["env"]
+    lines += ["", f"Speed: GPT-2 shaped, 2 layers, 256 wide, 4 heads, batch 1, untrained, "
+              f"{next(iter(by.values())).get('new_tokens', c['new_tokens'])} new tokens after each prompt; "
+              f"{env['cpu']} ({env['cpu_count']} cores), torch {env['torch']}, {env['threads']} threads."]
+    return "\n".join(lines)
+
+
+def _train_dtype() -> str | None:
+    from specmix.app.tables import markdown_table
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        path = RESULTS / f"train-{dtype}" / "metrics.jsonl"
+        if not path.exists():
+            return None
+        runs[dtype] = [json.loads(line) for line in path.read_text().splitlines()]
+    rows = []
+    for a, b in zip(runs["float32"], runs["bfloat16"]):
+        rows.append([a["step"], f"{a['train_loss']:.3f}", f"{b['train_loss']:.3f}", f"{a['val_loss']:.3f}",
+                     f"{b['val_loss']:.3f}", f"{abs(a['val_loss'] - b['val_loss']):.3f}",
+                     f"{a['tokens_per_s']:.0f}", f"{b['tokens_per_s']:.0f}", f"{b['tokens_per_s'] / a['tokens_per_s']:.2f}"])
+    speed = [sum(m["tokens_per_s"] for m in runs[d]) / len(runs[d]) for d in ("float32", "bfloat16")]
+    lines = markdown_table(["step", "fp32 train", "bf16 train", "fp32 val", "bf16 val", "val diff",
+                            "fp32 tok/s", "bf16 tok/s", "bf16 / fp32"], rows)
+    lines += ["", f"Mean over the run: float32 {speed[0]:.0f} tokens/s, bfloat16 {speed[1]:.0f} tokens/s "
+              f"({speed[1] / speed[0]:.2f}x); largest val difference "
+              f"{max(abs(a['val_loss'] - b['val_loss']) for a, b in zip(runs['float32'], runs['bfloat16'])):.3f}."]
+    return "\n".join(lines)
+
+
 SECTIONS = {
     "bench-numpy": _bench("numpy"),
     "bench-torch-forward": _bench("torch-forward"),
@@ -127,6 +198,8 @@ SECTIONS = {
     "lengths": _lengths,
     "lm-4096": _lm("lm-4096"),
     "decode": _decode,
+    "hf-gpt2": _hf_gpt2,
+    "train-dtype": _train_dtype,
 }
 
 

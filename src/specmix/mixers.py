@@ -48,6 +48,15 @@ def check_tokens(x: torch.Tensor, d_model: int, mask: torch.Tensor | None, where
                          f"got {tuple(mask.shape)}")
 
 
+def _causal_taps(u: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """``out[t] = taps[:, 2] u[t] + taps[:, 1] u[t - 1] + taps[:, 0] u[t - 2]`` (zeros before 0);
+    ``u (B, C, N)``, ``taps (C, 3)``."""
+    out = u * taps[:, 2, None]
+    out[..., 1:] += u[..., :-1] * taps[:, 1, None]
+    out[..., 2:] += u[..., :-2] * taps[:, 0, None]
+    return out
+
+
 def _zero_padding(t: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return t if mask is None else t * mask[..., None].to(t.dtype)   # (B, N, C)
 
@@ -168,21 +177,28 @@ class SpectralMixer(nn.Module):
 
     def project_in(self, x: torch.Tensor) -> torch.Tensor:
         """The input projection, channels-first: ``(B, N, D) -> (B, C, N)``, C = 3D gated, D not.
-        The GEMM writes (B, C, N) directly, so FFTs and the short conv run along contiguous
-        rows with no transpose copies."""
-        u = torch.matmul(self.in_proj.weight, x.transpose(1, 2))       # (B, C, N)
-        return u if self.in_proj.bias is None else u + self.in_proj.bias[:, None]
+        One batched GEMM (bias fused) writes (B, C, N) directly, so FFTs and the short conv run
+        along contiguous rows with no transpose copies."""
+        bsz = x.shape[0]
+        weight = self.in_proj.weight.expand(bsz, *self.in_proj.weight.shape)   # (B, C, D), no copy
+        if self.in_proj.bias is None:
+            return torch.bmm(weight, x.transpose(1, 2))                        # (B, C, N)
+        return torch.baddbmm(self.in_proj.bias[None, :, None], weight, x.transpose(1, 2))
 
     def _short_conv(self, u: torch.Tensor, causal: bool, history: torch.Tensor | None) -> torch.Tensor:
-        """Depthwise 3-tap convolution of ``u (B, C, N)``; ``history (B, C, 2)``, the two inputs
-        before ``u`` (decoding), replaces the causal zero padding."""
-        taps = self.short_conv.to(u.dtype)                               # (C, 1, 3)
+        """Depthwise 3-tap convolution of ``u (B, C, N)`` as three shifted multiply-adds (tap j
+        multiplies ``u[t - 2 + j]`` causal, ``u[t - 1 + j]`` bidirectional); ``history (B, C, 2)``,
+        the two inputs before ``u`` (decoding), replaces the causal zero padding."""
+        taps = self.short_conv[:, 0, :].to(u.dtype)                     # (C, 3)
         if not self.causal:
-            if causal:                                                   # drop the look-ahead tap
-                taps = torch.cat([taps[..., :2], torch.zeros_like(taps[..., 2:])], dim=-1)
-            return F.conv1d(F.pad(u, (1, 1)), taps, groups=u.shape[1])
-        padded = F.pad(u, (2, 0)) if history is None else torch.cat([history.to(u.dtype), u], dim=-1)
-        return F.conv1d(padded, taps, groups=u.shape[1])                 # (B, C, N)
+            out = u * taps[:, 1, None]
+            out[..., 1:] += u[..., :-1] * taps[:, 0, None]
+            if not causal:                                              # a causal call drops the look-ahead tap
+                out[..., :-1] += u[..., 1:] * taps[:, 2, None]
+            return out
+        if history is not None:                                         # decoding: prepend the history
+            return _causal_taps(torch.cat([history.to(u.dtype), u], dim=-1), taps)[..., 2:]
+        return _causal_taps(u, taps)
 
     def _streams(self, x: torch.Tensor, mask: torch.Tensor | None, causal: bool,
                  history: torch.Tensor | None = None):

@@ -60,10 +60,10 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(data, tmp_path, monkeypatch, rea
     import specmix.app.train as tr
     real_get_lr = tr.get_lr
 
-    def interrupt_at_7(step, cfg):
+    def interrupt_at_7(step, cfg, *args):
         if step == 7:
             raise KeyboardInterrupt
-        return real_get_lr(step, cfg)
+        return real_get_lr(step, cfg, *args)
     monkeypatch.setattr(tr, "get_lr", interrupt_at_7)
     out = tmp_path / "int"
     assert main(train_args(data, out)) == 0                  # exits cleanly

@@ -75,8 +75,10 @@ def _train(ns) -> int:
     if metrics:
         last = metrics[-1]
         acc = f"  val answer acc {last['val_answer_acc']:.3f}" if "val_answer_acc" in last else ""
+        best = min(metrics, key=lambda m: m["val_loss"])
         print(f"step {last['step']}: train {last['train_loss']:.4f}  val {last['val_loss']:.4f}{acc}  "
-              f"(checkpoint in {train_cfg.out})")
+              f"(checkpoint in {train_cfg.out}); best val {best['val_loss']:.4f} at step {best['step']} "
+              f"(in {train_cfg.out}/best)")
     return 0
 
 

@@ -1,6 +1,7 @@
 """``specmix sample``: generate text from a checkpoint with cached decoding."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,6 +19,9 @@ class SampleConfig:
     top_k: int | None = field(default=None, metadata={"help": "sample from the k likeliest (none: all)"})
     seed: int = field(default=0, metadata={"help": "seed of the sampler"})
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    weights: Literal["best", "last"] = field(default="best", metadata={
+        "help": "best (lowest val loss, in CHECKPOINT/best) or last; best falls back to last when a "
+                "checkpoint has no best/"})
 
     def __post_init__(self) -> None:
         check_fields(self, minimum={"tokens": 0, "top_k": 1})
@@ -34,7 +38,9 @@ def sample(cfg: SampleConfig) -> str:
     from .checkpoint import load_model
     from .runtime import resolve_device
     device = resolve_device(cfg.device)
-    model, tok = load_model(cfg.checkpoint, device)
+    best = os.path.join(cfg.checkpoint, "best")
+    use_best = cfg.weights == "best" and os.path.isfile(os.path.join(best, "model.safetensors"))
+    model, tok = load_model(best if use_best else cfg.checkpoint, device)
     if tok is None:
         raise UsageError(f"--checkpoint {cfg.checkpoint} was trained on a synthetic task; "
                          "sampling text needs a language-model checkpoint")

@@ -8,6 +8,7 @@ Neither config is mutated: what the data resolves (the vocabulary) comes back as
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -26,8 +27,9 @@ from ..io import atomic_write_text
 from ..model import LMConfig, SpecMixLM
 from ..validation import UsageError, check_fields
 from .checkpoint import (check_same_run, config_record, load_config, load_model, load_state,
-                         save_checkpoint, write_config)
+                         save_checkpoint, save_weights, write_config)
 from .plots import optional_plot
+from .precision import Precision, resolve_precision
 from .runtime import Dist, resolve_device
 
 
@@ -53,17 +55,24 @@ class TrainConfig:
     out: str = field(default="runs/train", metadata={"help": "output folder"})
     resume: bool = field(default=False, metadata={"help": "continue from the checkpoint in --out"})
     stop_at: int | None = field(default=None, metadata={"help": "save and stop after this step (none = run to --steps)"})
-    time_limit: float | None = field(default=None, metadata={"help": "end (evaluate, save) at the first step after "
-                                                              "this many seconds of the run (none = no limit)"})
+    time_limit: float | None = field(default=None, metadata={
+        "help": "end (evaluate, save) at the first step after this many seconds of training; the cosine "
+                "schedule then ends at --steps or --time-limit, whichever comes first (none = no limit)"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches of --batch-size per optimizer step "
+                                                 "(effective batch = batch_size x grad_accum)"})
+    dtype: Literal["float32", "bfloat16", "float16"] | None = field(default=None, metadata={
+        "help": "autocast compute dtype (FFTs stay float32); none = float32 on CPU, bfloat16 on CUDA "
+                "(float16 with a GradScaler where CUDA lacks bfloat16)"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the model for training steps"})
 
     # fields a resumed run must share with its checkpoint (the rest may change between runs)
     SAME_RUN = ("data", "task", "task_vocab", "steps", "batch_size", "lr", "min_lr_ratio", "warmup",
-                "weight_decay", "grad_clip", "eval_every", "eval_batches", "seed")
+                "weight_decay", "grad_clip", "eval_every", "eval_batches", "seed", "grad_accum")
 
     def __post_init__(self) -> None:
         check_fields(self, minimum={"task_vocab": 2, "steps": 1, "batch_size": 1, "lr": 0.0, "min_lr_ratio": 0.0,
                                     "warmup": 0, "weight_decay": 0.0, "grad_clip": 0.0, "eval_every": 1,
-                                    "eval_batches": 1, "stop_at": 1, "time_limit": 0.0})
+                                    "eval_batches": 1, "stop_at": 1, "time_limit": 0.0, "grad_accum": 1})
 
     @classmethod
     def from_dict(cls, record: dict) -> "TrainConfig":
@@ -78,11 +87,14 @@ class TrainConfig:
         return cls(**values)
 
 
-def get_lr(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``steps``."""
+def get_lr(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
+    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``steps`` or, with a
+    ``time_limit``, at that many seconds of training if it comes first."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    if cfg.time_limit:
+        progress = max(progress, min(1.0, elapsed_s / cfg.time_limit))
     floor = cfg.lr * cfg.min_lr_ratio
     return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
 
@@ -155,9 +167,13 @@ def _setup(model_cfg: LMConfig, cfg: TrainConfig, resumed: bool, device) -> _Run
 
 
 def _local_batch(data: TokenData, cfg: TrainConfig, run: _Run, dist: Dist, device):
-    """The global batch is drawn identically on every rank; each rank keeps its rows."""
-    x, y = data.batch("train", cfg.batch_size, run.model.config.context, run.rng, device)
-    rows = slice(dist.rank * cfg.batch_size // dist.world, (dist.rank + 1) * cfg.batch_size // dist.world)
+    """The global batch (``batch_size * grad_accum`` rows) is drawn identically on every rank;
+    each rank keeps its share of every micro-batch."""
+    x, y = data.batch("train", cfg.batch_size * cfg.grad_accum, run.model.config.context, run.rng, device)
+    per_rank = cfg.batch_size // dist.world
+    rows = torch.cat([torch.arange(m * cfg.batch_size + dist.rank * per_rank,
+                                   m * cfg.batch_size + (dist.rank + 1) * per_rank)
+                      for m in range(cfg.grad_accum)]).to(x.device)
     return x[rows], y[rows]
 
 
@@ -193,19 +209,34 @@ def _prepare(model_cfg: LMConfig, cfg: TrainConfig, dist: Dist):
     return data, device, run
 
 
-def _optimizer_step(run: _Run, stepper, data, cfg: TrainConfig, dist: Dist, device) -> torch.Tensor:
-    """One step on this rank's share of the global batch; returns the (unreduced) loss."""
+def _optimizer_step(run: _Run, stepper, data, cfg: TrainConfig, dist: Dist, device,
+                    precision: Precision, scaler, elapsed_s: float) -> torch.Tensor:
+    """One optimizer step on this rank's share of the global batch, in ``grad_accum``
+    micro-batches; returns the loss over the rank's rows (the mean over scored targets)."""
     for group in run.opt.param_groups:
-        group["lr"] = get_lr(run.step, cfg)
-    x, y = _local_batch(data, cfg, run, dist, device)
-    _, loss = stepper(x, y)
-    loss.backward()
+        group["lr"] = get_lr(run.step, cfg, elapsed_s)
+    x, y = _local_batch(data, cfg, run, dist, device)                   # (rows, N) each
+    scored = (y != IGNORE).sum()
+    total = torch.zeros((), device=device)
+    for i, (xm, ym) in enumerate(zip(x.chunk(cfg.grad_accum), y.chunk(cfg.grad_accum))):
+        last = i == cfg.grad_accum - 1
+        with (contextlib.nullcontext() if last or dist.world == 1 else stepper.no_sync()), precision.autocast():
+            _, loss = stepper(xm, ym)
+        loss = loss * ((ym != IGNORE).sum() / scored)       # micro means weighted to the global mean
+        (scaler.scale(loss) if scaler else loss).backward()
+        total += loss.detach()
+    if scaler:
+        scaler.unscale_(run.opt)
     if cfg.grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
-    run.opt.step()
+    if scaler:
+        scaler.step(run.opt)
+        scaler.update()
+    else:
+        run.opt.step()
     run.opt.zero_grad(set_to_none=True)
     run.step += 1
-    return loss
+    return total
 
 
 def _report(row: dict, bar) -> None:
@@ -214,41 +245,58 @@ def _report(row: dict, bar) -> None:
               f"{acc}  {row['tokens_per_s']:.0f} tok/s")
 
 
+def _stepper(run: _Run, cfg: TrainConfig, dist: Dist, device):
+    """What runs the training forward: the model, compiled and/or wrapped in DDP."""
+    stepper = torch.compile(run.model) if cfg.compile else run.model
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        stepper = DistributedDataParallel(stepper, device_ids=[device] if device.type == "cuda" else None)
+    return stepper
+
+
+def _keep_best(run: _Run, row: dict, cfg: TrainConfig) -> None:
+    """``best/`` beside the last checkpoint: the weights (and config) of the lowest val loss."""
+    if row["val_loss"] <= min(m["val_loss"] for m in run.metrics):
+        best = os.path.join(cfg.out, "best")
+        os.makedirs(best, exist_ok=True)
+        save_weights(best, run.model, run.step)
+        write_config(best, dict(load_config(cfg.out), best={"step": run.step, "val_loss": row["val_loss"]}))
+
+
 def train(model_cfg: LMConfig, cfg: TrainConfig, progress: bool = True) -> list[dict]:
     """Train (or resume) and return the metrics rows; see the module docstring for files.
 
     Under ``torchrun`` (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel,
-    each rank takes ``batch_size / world`` rows of the same global batch, and only rank 0
-    logs and writes files: the loss curve equals a single-process run of the same global
-    batch.
+    each rank takes ``batch_size / world`` rows of every micro-batch of the same global
+    batch, and only rank 0 logs and writes files: the loss curve equals a single-process run
+    of the same global batch. ``tokens_per_s`` counts every token of the effective batch.
     """
     from tqdm.auto import tqdm
 
     dist = Dist.from_env()
     data, device, run = _prepare(model_cfg, cfg, dist)
-    stepper = run.model
-    if dist.world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-        stepper = DistributedDataParallel(run.model, device_ids=[device] if device.type == "cuda" else None)
+    precision = resolve_precision(cfg.dtype, device)
+    scaler, stepper = precision.scaler(), _stepper(run, cfg, dist, device)
     end = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
     bar = tqdm(total=end, initial=run.step, disable=not (progress and dist.main), desc="train")
     tick, tokens, t0 = time.perf_counter(), 0, time.perf_counter()
     elapsed0 = run.metrics[-1]["elapsed_s"] if run.metrics else 0.0
+    elapsed = lambda: elapsed0 + time.perf_counter() - t0                      # noqa: E731
     save = (lambda: save_checkpoint(cfg.out, run.model, run.opt, run.rng, run.step, run.metrics)) \
         if dist.main else (lambda: None)
     try:
         while run.step < end:
-            loss = _optimizer_step(run, stepper, data, cfg, dist, device)
-            tokens += cfg.batch_size * run.model.config.context
+            loss = _optimizer_step(run, stepper, data, cfg, dist, device, precision, scaler, elapsed())
+            tokens += cfg.batch_size * cfg.grad_accum * run.model.config.context
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens / (time.perf_counter() - tick):.0f}")
-            out_of_time = cfg.time_limit is not None and elapsed0 + time.perf_counter() - t0 >= cfg.time_limit
+            out_of_time = cfg.time_limit is not None and elapsed() >= cfg.time_limit
             if run.step % cfg.eval_every == 0 or run.step == cfg.steps or out_of_time:
-                row = _eval_row(run, data, cfg, device, tokens / (time.perf_counter() - tick),
-                                elapsed0 + time.perf_counter() - t0)
+                row = _eval_row(run, data, cfg, device, tokens / (time.perf_counter() - tick), elapsed())
                 if dist.main:
                     _report(row, bar)
                     save()
+                    _keep_best(run, row, cfg)
                     _write_metrics(cfg.out, run.metrics)
                 tick, tokens = time.perf_counter(), 0
             if out_of_time:
