@@ -154,7 +154,8 @@ def _hf_gpt2() -> str | None:
     head += ["SDPA prompt ms"] + [f"{label[k]} prompt ms" for k in swaps]
     lines += ["", *markdown_table(head, rows)]
     env = r["env"]
-    lines += ["", f"Speed: GPT-2 shaped, 2 layers, 256 wide, 4 heads, batch 1, untrained, "
+    lines += ["", "swapped: `swap_attention(model, max_len=n)` (ungated, the default); swapped gated: "
+              "`gated=True`. Speed: GPT-2 shaped, 2 layers, 256 wide, 4 heads, batch 1, untrained, "
               f"{next(iter(by.values())).get('new_tokens', c['new_tokens'])} new tokens after each prompt; "
               f"{env['cpu']} ({env['cpu_count']} cores), torch {env['torch']}, {env['threads']} threads."]
     return "\n".join(lines)
@@ -182,6 +183,27 @@ def _train_dtype() -> str | None:
     return "\n".join(lines)
 
 
+def _quality(corpus: str):
+    def render() -> str | None:
+        from specmix.app.tables import fmt, markdown_table
+        path = RESULTS / "quality" / "quality.json"
+        if not path.exists():
+            return None
+        runs = [r for r in json.loads(path.read_text())["runs"] if r["run"].startswith(corpus + "-")]
+        if not runs:
+            return None
+        minutes = list(runs[0]["best_val_by_minute"])
+        head = ["recipe", "mixers", "params"] + [f"best val by {m} min" for m in minutes]
+        head += ["best val (step, minute)", "final val", "final train", "tokens seen", "tokens/s"]
+        rows = [[r["run"].split("-", 1)[1], f"`{_kinds({'mixers': r['mixers']})}`", r["params"]]
+                + [fmt(r["best_val_by_minute"][m], ".4f") for m in minutes]
+                + [f"{r['best_val']:.4f} ({r['best_step']}, {r['best_minutes']:.1f})", f"{r['final_val']:.4f}",
+                   f"{r['final_train']:.4f}", f"{r['tokens_seen'] / 1e6:.1f}M", f"{r['tokens_per_s']:.0f}"]
+                for r in runs]
+        return "\n".join(markdown_table(head, rows)) + f"\n\nEach run trained for {runs[0]['minutes']:.1f} minutes."
+    return render
+
+
 SECTIONS = {
     "bench-numpy": _bench("numpy"),
     "bench-torch-forward": _bench("torch-forward"),
@@ -200,6 +222,8 @@ SECTIONS = {
     "decode": _decode,
     "hf-gpt2": _hf_gpt2,
     "train-dtype": _train_dtype,
+    "quality": _quality("shakespeare"),
+    "quality-stdlib": _quality("stdlib"),
 }
 
 

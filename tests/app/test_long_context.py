@@ -136,3 +136,16 @@ def test_time_limit_ends_the_run_with_an_evaluation(tmp_path, read_metrics):
                  "--device", "cpu", "--out", str(out)]) == 0
     rows = read_metrics(out)
     assert [r["step"] for r in rows] == [1]
+
+
+def test_mqar_trains_reports_scored_accuracy_and_stops_at_a_target(tmp_path, read_metrics):
+    out = tmp_path / "mqar"
+    argv = ["train", "--task", "mqar", "--task-vocab", "32", "--context", "32", "--kv-pairs", "2",
+            "--mixers", "spectral-gated", "--head-dim", "4", "--n-layers", "2", "--d-model", "32",
+            "--mlp-ratio", "0", "--batch-size", "16", "--steps", "400", "--eval-every", "50",
+            "--eval-batches", "2", "--lr", "1e-2", "--warmup", "20", "--target-acc", "0.0",
+            "--device", "cpu", "--out", str(out)]
+    assert main(argv) == 0
+    rows = read_metrics(out)
+    assert [r["step"] for r in rows] == [50]                        # target 0 is reached at once
+    assert 0 <= rows[0]["val_scored_acc"] <= 1 and "val_answer_acc" not in rows[0]

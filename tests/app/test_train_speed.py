@@ -32,8 +32,8 @@ def test_accumulation_equals_one_large_batch(data, tmp_path):
 
 
 def test_accumulation_weights_task_losses_by_scored_positions():
-    """With ignore_index the micro-batch means are weighted, so the sum is the global mean."""
-    from specmix.app.train import _optimizer_step  # noqa: F401  (the weighting lives there)
+    """With ignore_index the micro-batch means are weighted (as _optimizer_step does), so the
+    weighted sum is the global mean."""
     x = torch.randint(0, 11, (4, 9))
     y = torch.where(torch.rand(4, 9) > 0.6, x, torch.full_like(x, -1))
     model = SpecMixLM(dataclasses.replace(MODEL, vocab_size=11, context=9))

@@ -56,3 +56,9 @@ def test_split_and_batches_are_contiguous_windows():
     x, y = sample_batch(train, 4, 16, np.random.default_rng(0))
     assert x.shape == y.shape == (4, 16)
     assert (y == x + 1).all() and (np.diff(x, axis=1) == 1).all()
+
+
+def test_python_stdlib_corpus_is_built_on_the_machine():
+    a = corpus.python_stdlib_text(max_bytes=50_000)
+    assert len(a) == 50_000 and a.isascii() and "def " in a
+    assert corpus.python_stdlib_text(max_bytes=50_000) == a                # deterministic

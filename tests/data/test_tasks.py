@@ -74,3 +74,44 @@ def test_copy_layout():
 def test_bad_task_arguments(kwargs, match):
     with pytest.raises(UsageError, match=match):
         TaskSpec(**kwargs)
+
+
+@pytest.mark.parametrize("seq_len,pairs,filler", [(64, 4, False), (128, 8, True), (256, 16, False)])
+def test_mqar_queries_every_key_once_and_scores_only_queries(seq_len, pairs, filler):
+    spec = TaskSpec("mqar", vocab_size=512, seq_len=seq_len, kv_pairs=pairs, random_filler=filler)
+    x, y = spec.batch(16, np.random.default_rng(0))
+    half = spec.vocab_size // 2
+    assert x.shape == y.shape == (16, seq_len) and x.dtype == y.dtype == np.int64
+    for row_x, row_y in zip(x, y):
+        keys, values = row_x[0:2 * pairs:2], row_x[1:2 * pairs:2]
+        assert len(set(keys)) == pairs and len(set(values)) == pairs             # distinct
+        assert ((keys >= 1) & (keys < half)).all() and ((values >= half) & (values < 512)).all()
+        bound = dict(zip(keys, values))
+        scored = np.nonzero(row_y != IGNORE)[0]
+        assert len(scored) == pairs and (scored >= 2 * pairs).all() and (scored % 2 == 0).all()
+        assert sorted(row_x[scored]) == sorted(keys)                            # each key queried once
+        for t in scored:
+            assert row_y[t] == bound[row_x[t]]                                  # label = the bound value
+        if not filler:
+            rest = np.setdiff1d(np.arange(2 * pairs, seq_len), scored)
+            assert (row_x[rest] == 0).all()
+
+
+def test_mqar_is_seeded_and_gaps_follow_the_power_law():
+    spec = TaskSpec("mqar", vocab_size=256, seq_len=512, kv_pairs=8)
+    a, b = spec.batch(4, np.random.default_rng(7)), spec.batch(4, np.random.default_rng(7))
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    _, y = spec.batch(256, np.random.default_rng(1))
+    gaps = (np.nonzero(y != IGNORE)[1] - 16) // 2                              # slot of each query
+    assert np.median(gaps) < 256 / 4                                            # most queries come early
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(vocab_size=8, kv_pairs=4), "too small for 4 distinct keys"),
+    (dict(seq_len=63), "even length"),
+    (dict(seq_len=12, kv_pairs=4), ">= 4 x --kv-pairs"),
+])
+def test_bad_mqar_arguments(kwargs, match):
+    with pytest.raises(UsageError, match=match):
+        TaskSpec(**({"name": "mqar", "vocab_size": 64, "seq_len": 64, "kv_pairs": 4} | kwargs))

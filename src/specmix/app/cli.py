@@ -74,7 +74,8 @@ def _train(ns) -> int:
     metrics = train(model_cfg, train_cfg)
     if metrics:
         last = metrics[-1]
-        acc = f"  val answer acc {last['val_answer_acc']:.3f}" if "val_answer_acc" in last else ""
+        acc = f"  val answer acc {last['val_answer_acc']:.3f}" if "val_answer_acc" in last else \
+            (f"  val scored acc {last['val_scored_acc']:.3f}" if "val_scored_acc" in last else "")
         best = min(metrics, key=lambda m: m["val_loss"])
         print(f"step {last['step']}: train {last['train_loss']:.4f}  val {last['val_loss']:.4f}{acc}  "
               f"(checkpoint in {train_cfg.out}); best val {best['val_loss']:.4f} at step {best['step']} "

@@ -67,7 +67,7 @@ def run_compare(variants: tuple[str, ...], base: LMConfig, train_cfg: TrainConfi
     """Train each variant in turn into ``out/<i>-<name>``; write ``out/compare.json``.
     Every variant is validated before the first one trains."""
     data = load_data(task=train_cfg.task, data=train_cfg.data, task_vocab=train_cfg.task_vocab,
-                     context=base.context)
+                     context=base.context, kv_pairs=train_cfg.kv_pairs)
     base = dataclasses.replace(base, vocab_size=data.vocab_size)
     configs = [dataclasses.replace(base, mixers=mixers) for mixers in variants]
     results, target = [], None
@@ -85,6 +85,9 @@ def run_compare(variants: tuple[str, ...], base: LMConfig, train_cfg: TrainConfi
             if "val_answer_acc" in metrics[-1]:
                 entry.update(final_answer_acc=metrics[-1]["val_answer_acc"],
                              best_answer_acc=max(m["val_answer_acc"] for m in metrics))
+            elif "val_scored_acc" in metrics[-1]:           # mqar: every query is an answer
+                entry.update(final_answer_acc=metrics[-1]["val_scored_acc"],
+                             best_answer_acc=max(m["val_scored_acc"] for m in metrics))
             entry.update(wall_s=time.perf_counter() - start, final_val_loss=metrics[-1]["val_loss"],
                          best_val_loss=min(m["val_loss"] for m in metrics),
                          tokens_per_s=sum(m["tokens_per_s"] for m in metrics) / len(metrics),
@@ -102,7 +105,8 @@ def run_compare(variants: tuple[str, ...], base: LMConfig, train_cfg: TrainConfi
 
 
 def _first_above(curve: list[dict], level: float = 0.95) -> str:
-    hit = next((m for m in curve if m["val_answer_acc"] >= level), None)
+    key = "val_answer_acc" if "val_answer_acc" in curve[0] else "val_scored_acc"
+    hit = next((m for m in curve if m[key] >= level), None)
     return "-" if hit is None else f"step {hit['step']} ({hit['elapsed_s']:.0f} s)"
 
 

@@ -99,6 +99,8 @@ def plot_compare(report: dict, path: str) -> None:
     plt = _pyplot()
     task = report["train"].get("task", "lm") != "lm"
     key, ylabel = ("val_answer_acc", "held-out answer accuracy") if task else ("val_loss", "val loss (nats/char)")
+    if task and report["train"].get("task") == "mqar":
+        key = "val_scored_acc"
     fig, (ax_s, ax_t) = plt.subplots(1, 2, figsize=(13, 4.8))
     for v in report["variants"]:
         if "curve" not in v:
@@ -166,4 +168,21 @@ def plot_reference(r: dict, path: str) -> None:
     ax.set_title("NumPy reference char LM")
     ax.grid(alpha=0.3)
     ax.legend()
+    save_figure(fig, path)
+
+
+def plot_quality(report: dict, path: str) -> None:
+    """Val loss vs minutes of training, one line per run (benchmarks/quality.sh)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for run in report["runs"]:
+        curve = run["curve"]
+        ax.plot([c["minutes"] for c in curve], [c["val_loss"] for c in curve], "-", lw=1.5,
+                label=f"{run['run']} ({run['params'] / 1e6:.1f}M, best {run['best_val']:.3f})")
+    ax.axhline(1.4697, color="gray", ls=":", lw=1, label="nanoGPT baby GPT on an A100 (1.4697)")
+    ax.set_xlabel("minutes of training (2 CPU cores)")
+    ax.set_ylabel("val loss (nats/char)")
+    ax.set_ylim(top=2.2)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     save_figure(fig, path)

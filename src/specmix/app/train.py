@@ -38,9 +38,13 @@ class TrainConfig:
     """How to train; validated on construction. The sequence length is ``LMConfig.context``."""
 
     data: str | None = field(default=None, metadata={"help": "UTF-8 text file; omitted = the default corpus 'shakespeare'"})
-    task: Literal["lm", "recall", "copy"] = field(default="lm", metadata={
+    task: Literal["lm", "recall", "copy", "mqar"] = field(default="lm", metadata={
         "help": "lm (next character of --data) or a synthetic task"})
-    task_vocab: int = field(default=30, metadata={"help": "vocabulary of --task recall/copy"})
+    task_vocab: int = field(default=30, metadata={"help": "vocabulary of --task recall/copy/mqar"})
+    kv_pairs: int = field(default=4, metadata={"help": "--task mqar: key-value pairs per sequence"})
+    target_acc: float | None = field(default=None, metadata={
+        "help": "synthetic tasks: stop (evaluate, save) once the val accuracy over scored positions "
+                "reaches this (none = never)"})
     steps: int = field(default=1000, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=32, metadata={"help": "sequences per step"})
     lr: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW)"})
@@ -67,12 +71,13 @@ class TrainConfig:
 
     # fields a resumed run must share with its checkpoint (the rest may change between runs)
     SAME_RUN = ("data", "task", "task_vocab", "steps", "batch_size", "lr", "min_lr_ratio", "warmup",
-                "weight_decay", "grad_clip", "eval_every", "eval_batches", "seed", "grad_accum")
+                "weight_decay", "grad_clip", "eval_every", "eval_batches", "seed", "grad_accum", "kv_pairs")
 
     def __post_init__(self) -> None:
         check_fields(self, minimum={"task_vocab": 2, "steps": 1, "batch_size": 1, "lr": 0.0, "min_lr_ratio": 0.0,
                                     "warmup": 0, "weight_decay": 0.0, "grad_clip": 0.0, "eval_every": 1,
-                                    "eval_batches": 1, "stop_at": 1, "time_limit": 0.0, "grad_accum": 1})
+                                    "eval_batches": 1, "stop_at": 1, "time_limit": 0.0, "grad_accum": 1,
+                                    "kv_pairs": 1, "target_acc": 0.0})
 
     @classmethod
     def from_dict(cls, record: dict) -> "TrainConfig":
@@ -113,11 +118,12 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 def evaluate(model: SpecMixLM, data, split: str, cfg: TrainConfig, device) -> dict[str, float]:
     """Mean loss over ``eval_batches`` fixed batches (the same at every evaluation).
 
-    For a synthetic task also ``answer_acc`` (the last position: the query's answer) and
-    ``scored_acc`` (every scored position).
+    For a synthetic task also ``scored_acc`` (every scored position) and, for recall and
+    copy, ``answer_acc`` (the last position: the final query's answer).
     """
     rng = np.random.default_rng(cfg.seed + (1 if split == "train" else 2))
     task = isinstance(data, TaskData)
+    answers = task and data.spec.name != "mqar"
     was_training = model.training
     model.eval()
     losses, answer_hits, hits, scored = [], 0, 0, 0
@@ -132,7 +138,9 @@ def evaluate(model: SpecMixLM, data, split: str, cfg: TrainConfig, device) -> di
     model.train(was_training)
     out = {"loss": float(np.mean(losses))}
     if task:
-        out.update(answer_acc=answer_hits / (cfg.eval_batches * cfg.batch_size), scored_acc=hits / scored)
+        out.update(scored_acc=hits / scored)
+    if answers:
+        out.update(answer_acc=answer_hits / (cfg.eval_batches * cfg.batch_size))
     return out
 
 
@@ -196,7 +204,7 @@ def _prepare(model_cfg: LMConfig, cfg: TrainConfig, dist: Dist):
     record = load_config(cfg.out) if cfg.resume else None
     tok = CharTokenizer.from_dict(record["tokenizer"]) if record and record.get("tokenizer") else None
     data = load_data(task=cfg.task, data=cfg.data, task_vocab=cfg.task_vocab, context=model_cfg.context,
-                     tokenizer=tok)
+                     tokenizer=tok, kv_pairs=cfg.kv_pairs)
     model_cfg = dataclasses.replace(model_cfg, vocab_size=data.vocab_size)
     if record:
         check_same_run(record, model_cfg, cfg, TrainConfig.SAME_RUN, cfg.out)
@@ -240,7 +248,8 @@ def _optimizer_step(run: _Run, stepper, data, cfg: TrainConfig, dist: Dist, devi
 
 
 def _report(row: dict, bar) -> None:
-    acc = f"  answer acc {row['val_answer_acc']:.3f}" if "val_answer_acc" in row else ""
+    acc = f"  answer acc {row['val_answer_acc']:.3f}" if "val_answer_acc" in row else \
+        (f"  scored acc {row['val_scored_acc']:.3f}" if "val_scored_acc" in row else "")
     bar.write(f"step {row['step']:5d}  train {row['train_loss']:.4f}  val {row['val_loss']:.4f}"
               f"{acc}  {row['tokens_per_s']:.0f} tok/s")
 
@@ -252,6 +261,13 @@ def _stepper(run: _Run, cfg: TrainConfig, dist: Dist, device):
         from torch.nn.parallel import DistributedDataParallel
         stepper = DistributedDataParallel(stepper, device_ids=[device] if device.type == "cuda" else None)
     return stepper
+
+
+def _reached_target(run: _Run, cfg: TrainConfig) -> bool:
+    """The last evaluation, if it was this step, reached ``target_acc``."""
+    last = run.metrics[-1] if run.metrics else None
+    return (cfg.target_acc is not None and last is not None and last["step"] == run.step
+            and last.get("val_scored_acc", 0.0) >= cfg.target_acc)
 
 
 def _keep_best(run: _Run, row: dict, cfg: TrainConfig) -> None:
@@ -301,6 +317,9 @@ def train(model_cfg: LMConfig, cfg: TrainConfig, progress: bool = True) -> list[
                 tick, tokens = time.perf_counter(), 0
             if out_of_time:
                 bar.write(f"time limit: {cfg.time_limit:.0f} s reached at step {run.step}")
+                break
+            if _reached_target(run, cfg):
+                bar.write(f"target accuracy {cfg.target_acc} reached at step {run.step}")
                 break
         if not run.metrics or run.metrics[-1]["step"] != run.step:   # stop_at between evaluations
             save()

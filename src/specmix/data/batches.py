@@ -73,10 +73,10 @@ class TaskData:
 
 
 def load_data(*, task: str, data: str | None, task_vocab: int, context: int,
-              tokenizer: CharTokenizer | None = None) -> TokenData | TaskData:
+              tokenizer: CharTokenizer | None = None, kv_pairs: int = 4) -> TokenData | TaskData:
     """The corpus (``task="lm"``: ``data`` is a file or None for the default corpus) or the
     synthetic task of sequences of ``context`` tokens. ``tokenizer`` keeps a resumed run's
     vocabulary. The caller reads what was resolved (e.g. ``vocab_size``) from the result."""
     if task != "lm":
-        return TaskData.load(TaskSpec(task, task_vocab, context))
+        return TaskData.load(TaskSpec(task, task_vocab, context, kv_pairs=kv_pairs))
     return TokenData.load(data, context, tokenizer)

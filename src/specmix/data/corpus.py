@@ -100,11 +100,43 @@ def fetch_shakespeare() -> str:
     return target
 
 
+STDLIB_CORPUS = "python-stdlib"
+STDLIB_BYTES = 4_000_000
+
+
+def python_stdlib_text(max_bytes: int = STDLIB_BYTES) -> str:
+    """A second corpus of another domain, built on the machine with no download: the running
+    Python's standard library sources (``*.py`` outside test folders, ASCII-only files, in
+    sorted path order) up to ``max_bytes``. It depends on the Python version (recorded by
+    callers), not on anything fetched."""
+    import sysconfig
+
+    root = sysconfig.get_paths()["stdlib"]
+    parts, size = [], 0
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs[:] = sorted(d for d in dirs if d not in ("test", "tests", "idle_test", "site-packages", "__pycache__"))
+        for name in sorted(f for f in files if f.endswith(".py")):
+            with open(os.path.join(folder, name), "rb") as f:
+                raw = f.read()
+            if not raw.isascii():
+                continue
+            parts.append(raw.decode("ascii").replace("\r\n", "\n"))
+            size += len(raw)
+            if size >= max_bytes:
+                return "".join(parts)[:max_bytes]
+    if not parts:
+        raise CorpusError(f"{STDLIB_CORPUS}: no Python sources under {root}")
+    return "".join(parts)[:max_bytes]
+
+
 def load_corpus(data: str | None) -> tuple[str, str]:
-    """``(text, name)`` for a file path, or for the named default when ``data`` is None."""
+    """``(text, name)`` for a file path, or for a named corpus: ``shakespeare`` (also when
+    ``data`` is None) or ``python-stdlib``."""
     if data is None or data == DEFAULT_CORPUS:
         path = fetch_shakespeare()
         return read_text(path), DEFAULT_CORPUS
+    if data == STDLIB_CORPUS:
+        return python_stdlib_text(), STDLIB_CORPUS
     return read_text(data), os.path.basename(data)
 
 

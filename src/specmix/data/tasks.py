@@ -10,11 +10,20 @@ stream of ``key value`` pairs with keys drawn uniformly; ``x`` ends with a query
 occurred earlier, and ``y[-1]`` is its value (the *answer*). Every earlier value whose key has
 already occurred in the sequence is scored too (dense supervision: one recall per pair).
 
+``mqar`` (multi-query associative recall, as Zoology specifies it, Arora et al. 2023): keys
+from the lower half of the vocabulary (token 0 excluded: it is the filler), values from the
+upper half, ``kv_pairs`` distinct keys bound to distinct values as ``k v k v ...``; then each
+key is queried exactly once, at an even offset of the rest of the sequence chosen with
+power-law weights ``a i^(a-1)`` (``power_a``, gaps 1, 2, ...), so most queries come soon after
+the context; the target at a query is its value, nothing else is scored. The filler is 0, or
+(``random_filler``) a uniformly random token.
+
 ``copy`` (selective copying, as in the Mamba paper): ``n_copy`` data tokens stand at random
 positions among noise tokens; after a separator run the model must emit them in order.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,23 +32,30 @@ import numpy as np
 from ..validation import UsageError, check_fields
 
 IGNORE = -1
-TASKS = ("recall", "copy")
+TASKS = ("recall", "copy", "mqar")
 
 
 @dataclass(frozen=True)
 class TaskSpec:
     """What to generate. ``vocab_size`` counts every token the model sees."""
 
-    name: Literal["recall", "copy"] = "recall"
+    name: Literal["recall", "copy", "mqar"] = "recall"
     vocab_size: int = 30
     seq_len: int = 1024
     n_copy: int = 16          # copy only: tokens to remember
+    kv_pairs: int = 4         # mqar only: key-value pairs, each queried once
+    power_a: float = 0.01     # mqar only: the power law of the query gaps
+    random_filler: bool = False   # mqar only: random tokens instead of 0 between queries
 
     def __post_init__(self) -> None:
         if self.name not in TASKS:
             raise UsageError(f"--task: expected lm or one of {TASKS}, got {self.name!r}")
-        check_fields(self, minimum={"n_copy": 1})
-        if self.name == "recall":
+        check_fields(self, minimum={"n_copy": 1, "kv_pairs": 1})
+        if not 0 < self.power_a < 1:
+            raise UsageError(f"power_a must be in (0, 1), got {self.power_a}")
+        if self.name == "mqar":
+            _check_mqar(self)
+        elif self.name == "recall":
             if self.vocab_size < 4 or self.vocab_size % 2:
                 raise UsageError(f"--task-vocab: recall needs an even vocabulary >= 4, got {self.vocab_size}")
             if self.seq_len < 4:
@@ -53,12 +69,45 @@ class TaskSpec:
 
     def batch(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``(x, y)`` each ``(batch_size, seq_len)`` int64; ``y == IGNORE`` where unscored."""
-        make = recall_batch if self.name == "recall" else copy_batch
+        make = {"recall": recall_batch, "copy": copy_batch, "mqar": mqar_batch}[self.name]
         return make(self, batch_size, rng)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "vocab_size": self.vocab_size, "seq_len": self.seq_len,
-                "n_copy": self.n_copy}
+        return dataclasses.asdict(self)
+
+
+def _check_mqar(spec: TaskSpec) -> None:
+    half = spec.vocab_size // 2
+    if half - 1 < spec.kv_pairs or spec.vocab_size - half < spec.kv_pairs:
+        raise UsageError(f"--task-vocab {spec.vocab_size} is too small for {spec.kv_pairs} distinct keys "
+                         f"(tokens 1..{half - 1}) and values (tokens {half}..{spec.vocab_size - 1})")
+    if spec.seq_len % 2 or 4 * spec.kv_pairs > spec.seq_len:
+        raise UsageError(f"--context {spec.seq_len}: mqar needs an even length >= 4 x --kv-pairs "
+                         f"({4 * spec.kv_pairs})")
+
+
+def _distinct(rng: np.random.Generator, batch_size: int, low: int, high: int, k: int) -> np.ndarray:
+    """``(B, k)`` distinct integers per row from ``[low, high)``."""
+    return np.argsort(rng.random((batch_size, high - low)), axis=1)[:, :k] + low
+
+
+def mqar_batch(spec: TaskSpec, batch_size: int, rng: np.random.Generator):
+    n, k, half = spec.seq_len, spec.kv_pairs, spec.vocab_size // 2
+    keys = _distinct(rng, batch_size, 1, half, k)                                # (B, K)
+    values = _distinct(rng, batch_size, half, spec.vocab_size, k)                # (B, K)
+    space = (n - 2 * k) // 2                                                     # query slots
+    weights = spec.power_a * np.arange(1, space + 1) ** (spec.power_a - 1)
+    # k distinct gaps per row, drawn without replacement with these weights (Gumbel top-k)
+    scores = np.log(weights / weights.sum()) - np.log(-np.log(rng.random((batch_size, space))))
+    gaps = np.argsort(-scores, axis=1)[:, :k]                                    # (B, K)
+    x = (rng.integers(0, spec.vocab_size, size=(batch_size, n)) if spec.random_filler
+         else np.zeros((batch_size, n), dtype=np.int64))
+    y = np.full((batch_size, n), IGNORE, dtype=np.int64)
+    x[:, 0:2 * k:2], x[:, 1:2 * k:2] = keys, values                             # the context k v k v ...
+    where = 2 * k + 2 * gaps                                                     # (B, K) query positions
+    np.put_along_axis(x, where, keys, axis=1)
+    np.put_along_axis(y, where, values, axis=1)                                 # target: the bound value
+    return x.astype(np.int64), y
 
 
 def recall_batch(spec: TaskSpec, batch_size: int, rng: np.random.Generator):

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The quality moonshot (about 70 minutes on 2 cores, run it alone):
+#   bash benchmarks/quality.sh
+# Two recipes, each given the same wall-clock budget of training on tiny Shakespeare (nanoGPT's
+# 90/10 split: the first 90% of the characters train, the last 10% validate), then the same two
+# recipes, unchanged, on a second corpus built on the machine (the Python standard library's
+# sources, 4 MB) with a shorter budget. --time-limit also ends the cosine schedule, so each run
+# decays its learning rate over its budget. Then quality.json, quality.png and the README.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+DATA=${DATA:-../shared/data/tinyshakespeare.txt}
+MINUTES=${MINUTES:-30}          # main budget per recipe
+SECOND_MINUTES=${SECOND_MINUTES:-4}
+R=benchmarks/results/quality
+# the same shape, optimizer and schedule for both; only the mixers differ (attention also
+# gets learned positions, pos_emb auto)
+COMMON=(--n-layers 4 --d-model 256 --n-heads 4 --context 256 --batch-size 32 --lr 2e-3
+        --min-lr-ratio 0.1 --warmup 200 --weight-decay 0.1 --dropout 0.1 --dtype bfloat16
+        --steps 1000000 --eval-every 200 --eval-batches 16 --device cpu)
+declare -A MIXERS=([spectral]=spectral-gated [attention]=attention)
+for corpus in shakespeare stdlib; do
+  if [ $corpus = shakespeare ]; then data=$DATA; seconds=$((MINUTES * 60)); else data=python-stdlib; seconds=$((SECOND_MINUTES * 60)); fi
+  for recipe in spectral attention; do
+    $PY -m specmix train --data "$data" --mixers ${MIXERS[$recipe]} "${COMMON[@]}" \
+        --time-limit $seconds --out $R/$corpus-$recipe
+  done
+done
+$PY benchmarks/quality_report.py $R
+$PY benchmarks/update_readme.py
