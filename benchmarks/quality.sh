@@ -16,7 +16,7 @@ R=benchmarks/results/quality
 # the same shape, optimizer and schedule for both; only the mixers differ (attention also
 # gets learned positions, pos_emb auto)
 COMMON=(--n-layers 4 --d-model 256 --n-heads 4 --context 256 --batch-size 32 --lr 2e-3
-        --min-lr-ratio 0.1 --warmup 200 --weight-decay 0.1 --dropout 0.1 --dtype bfloat16
+        --min-lr-ratio 0.1 --warmup 200 --weight-decay 0.1 --dropout 0.25 --dtype bfloat16
         --steps 1000000 --eval-every 200 --eval-batches 16 --device cpu)
 declare -A MIXERS=([spectral]=spectral-gated [attention]=attention)
 for corpus in shakespeare stdlib; do

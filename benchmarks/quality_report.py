@@ -23,7 +23,9 @@ def summarize(run: pathlib.Path) -> dict:
     t, m = cfg["train"], cfg["model"]
     per_step = t["batch_size"] * t.get("grad_accum", 1) * m["context"]
 
-    def val_by(minute):          # the last evaluation within that many minutes of training
+    def val_by(minute):          # the best evaluation within that many minutes of training
+        if minute * 60 > rows[-1]["elapsed_s"] + 30:          # the run was shorter
+            return None
         within = [r for r in rows if r["elapsed_s"] <= minute * 60 + 1]
         return min(r["val_loss"] for r in within) if within else None
     best = min(rows, key=lambda r: r["val_loss"])

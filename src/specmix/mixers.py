@@ -120,7 +120,7 @@ class SpectralMixer(nn.Module):
         n_streams = 3 if gated else 1
         self.in_proj = nn.Linear(d_model, n_streams * d_model, bias=bias, **factory)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias, **factory)
-        if gated:   # depthwise taps (C, 1, 3) for F.conv1d
+        if gated:   # depthwise taps (C, 1, 3), F.conv1d's layout (as in checkpoints)
             self.short_conv = nn.Parameter(torch.empty(n_streams * d_model, 1, 3, **factory))
         if filter == "frequency":
             self.filter = FrequencyFilter(d_model, max_len, causal=causal, **factory)
