@@ -224,6 +224,8 @@ SECTIONS = {
     "train-dtype": _train_dtype,
     "quality": _quality("shakespeare"),
     "quality-stdlib": _quality("stdlib"),
+    "context-parallel": _json_section("context-parallel/context.json",
+                                      "specmix.app.bench.context.format_context"),
 }
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .mixers import check_tokens
+from .tokens import check_tokens
 
 __all__ = ["MLP", "Block", "NORMS"]
 
@@ -70,9 +70,11 @@ class Block(nn.Module):
     def _mlp_branch(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.mlp is None else x + self.drop(self.mlp(self.norm2(x)))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *, shard=None) -> torch.Tensor:
+        """``shard`` (context parallelism): ``x`` is this rank's slice, the mixer reshards."""
         check_tokens(x, self.d_model, mask, "Block")
-        x = x + self.drop(self.mixer(self.norm1(x), mask))
+        mixed = self.mixer(self.norm1(x), mask) if shard is None else self.mixer(self.norm1(x), mask, shard=shard)
+        x = x + self.drop(mixed)
         return self._mlp_branch(x)
 
     def prefill(self, x: torch.Tensor, max_len: int):

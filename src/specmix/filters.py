@@ -181,7 +181,17 @@ class ImplicitFilter(_KernelFilter):
     def kernel(self, seq_len: int) -> torch.Tensor:
         _check_seq_len(seq_len)
         first = 0 if self.causal else -(seq_len - 1)
-        lags = torch.arange(first, seq_len, device=self.omega.device,
+        return self._taps(first, seq_len - first)
+
+    def kernel_at(self, first: int, count: int) -> torch.Tensor:
+        """Taps for the lags ``first .. first + count - 1`` only, ``(D, count)``: the slice
+        ``kernel(N)[:, first: first + count]`` of a causal kernel, for any N beyond it."""
+        if not self.causal or first < 0:
+            raise ValueError(f"kernel_at: needs a causal filter and first >= 0, got first={first}")
+        return self._taps(first, _check_seq_len(count, "count"))
+
+    def _taps(self, first: int, count: int) -> torch.Tensor:
+        lags = torch.arange(first, first + count, device=self.omega.device,
                             dtype=self.omega.dtype)                     # (L,)
         phase = lags[:, None] * self.omega                               # (L, n_features)
         feats = torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1)  # (L, 2 n_features)

@@ -21,31 +21,14 @@ from torch import nn
 
 from .decoding import ConvCache
 from .filters import FrequencyFilter, ImplicitFilter
-from .functional import fft_conv_cf, local_attention
+from .attention import Attention, AttentionState  # noqa: F401  (re-exported: the mixers' one home)
+from .functional import fft_conv_cf
+from .sharding import SequenceShard, channels_to_seq, previous_tail, seq_to_channels
+from .tokens import check_tokens, zero_padding
 
 __all__ = ["SpectralMixer", "SpectralState", "Attention", "AttentionState", "check_tokens"]
 
 FILTERS = ("frequency", "implicit")
-
-
-def check_tokens(x: torch.Tensor, d_model: int, mask: torch.Tensor | None, where: str) -> None:
-    """Raise a clear TypeError/ValueError unless x is float (B, N, d_model) and mask is bool (B, N)."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{where}: x must be a torch.Tensor of shape (B, N, {d_model}), "
-                        f"got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{where}: x must be a floating-point tensor, got dtype {x.dtype}")
-    if x.dim() != 3 or x.shape[-1] != d_model:
-        raise ValueError(f"{where}: x must have shape (B, N, D) with D={d_model}, "
-                         f"got {tuple(x.shape)}")
-    if mask is None:
-        return
-    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-        got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
-        raise TypeError(f"{where}: mask must be a bool tensor (True = real token), got {got}")
-    if tuple(mask.shape) != tuple(x.shape[:2]):
-        raise ValueError(f"{where}: mask must have shape (B, N)={tuple(x.shape[:2])}, "
-                         f"got {tuple(mask.shape)}")
 
 
 def _causal_taps(u: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
@@ -55,10 +38,6 @@ def _causal_taps(u: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     out[..., 1:] += u[..., :-1] * taps[:, 1, None]
     out[..., 2:] += u[..., :-2] * taps[:, 0, None]
     return out
-
-
-def _zero_padding(t: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    return t if mask is None else t * mask[..., None].to(t.dtype)   # (B, N, C)
 
 
 class SpectralMixer(nn.Module):
@@ -201,16 +180,19 @@ class SpectralMixer(nn.Module):
         return _causal_taps(u, taps)
 
     def _streams(self, x: torch.Tensor, mask: torch.Tensor | None, causal: bool,
-                 history: torch.Tensor | None = None):
+                 history: torch.Tensor | None = None, shard: SequenceShard | None = None):
         """``(q, conv_in, u)``: the gate ``q (B, D, N)`` (None ungated), the long convolution's
         input ``(B, D h, N)`` and the raw projection ``u (B, C, N)``. Serves forward, prefill
-        and step alike: projection, mask, short conv and bind are computed here only."""
+        and step alike: projection, mask, short conv and bind are computed here only. With a
+        ``shard`` the short conv's history is the previous rank's last two positions."""
         keep = None if mask is None else mask[:, None, :].to(x.dtype)   # (B, 1, N)
         u = self.project_in(x)                                           # (B, C, N)
         if keep is not None:
             u = u * keep
         if not self.gated:
             return None, u, u
+        if shard is not None:
+            history = previous_tail(u, 2, shard)                         # (B, C, 2) halo
         conv = self._short_conv(u, causal, history)
         if keep is not None:
             conv = conv * keep
@@ -221,18 +203,44 @@ class SpectralMixer(nn.Module):
         """Gate the convolved memory ``y (B, D h, N)`` and project back: ``-> (B, N, D)``."""
         if q is not None:
             y = self.read(q, y)                                          # (B, D, N)
-        return _zero_padding(self.out_proj(y.transpose(1, 2)), mask)    # (B, N, D)
+        return zero_padding(self.out_proj(y.transpose(1, 2)), mask)    # (B, N, D)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *,
-                causal: bool | None = None) -> torch.Tensor:
+                causal: bool | None = None, shard: SequenceShard | None = None) -> torch.Tensor:
         """``causal=None`` follows the constructor; a bidirectional mixer also accepts
-        ``causal=True`` (its kernel and short conv restricted to lags >= 0)."""
+        ``causal=True`` (its kernel and short conv restricted to lags >= 0). With a ``shard``
+        (context parallelism, :mod:`specmix.sharding`) ``x`` is this rank's slice of the
+        sequence and the result is the slice of the full sequence's output."""
         check_tokens(x, self.d_model, mask, "SpectralMixer")
+        if shard is not None:
+            return self._forward_sharded(x, mask, causal, shard)
         causal = self.causal if causal is None else causal
         k, k_f = self._kernel(x.shape[1], causal)
         q, conv_in, _ = self._streams(x, mask, causal)
         y = fft_conv_cf(conv_in, k, causal=causal, k_f=k_f)              # (B, D h, N)
         return self._project_out(q, y, mask)
+
+    def _sharded_kernel(self, seq_len: int, local_len: int, shard: SequenceShard) -> torch.Tensor:
+        """This rank's channel block of the causal kernel, ``(D / P, N)``. A length-free
+        (implicit) filter is position-wise: each rank computes its slice of lags and the
+        slices are resharded like activations; a frequency filter's kernel is global, so each
+        rank computes it whole and keeps its block."""
+        if isinstance(self.filter, ImplicitFilter):
+            lags = self.filter.kernel_at(shard.start(local_len), local_len)   # (D, n)
+            return seq_to_channels(lags[None], shard)[0]                  # (D/P, N)
+        block = self.d_model // shard.world
+        return self.filter.kernel(seq_len)[shard.index * block: (shard.index + 1) * block]
+
+    def _forward_sharded(self, x: torch.Tensor, mask: torch.Tensor | None, causal: bool | None,
+                         shard: SequenceShard) -> torch.Tensor:
+        if mask is not None or not self.causal or causal is False:
+            raise ValueError("SpectralMixer: context parallelism needs a causal mixer and no mask")
+        shard.check_channels(self.d_model, "SpectralMixer")
+        seq_len = x.shape[1] * shard.world
+        kernel = self.expand_heads(self._sharded_kernel(seq_len, x.shape[1], shard))  # (D h/P, N)
+        q, conv_in, _ = self._streams(x, None, True, shard=shard)       # (B, D h, n)
+        y = fft_conv_cf(seq_to_channels(conv_in, shard), kernel)         # (B, D h/P, N)
+        return self._project_out(q, channels_to_seq(y, shard), None)     # (B, n, D)
 
     def prefill(self, x: torch.Tensor, max_len: int, mask: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, "SpectralState"]:
@@ -273,117 +281,3 @@ class SpectralState:
 
     conv: ConvCache                 # the long convolution's past inputs, folded (see decoding)
     history: torch.Tensor | None    # (B, C, 2) the last two raw projections (gated short conv)
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention through ``F.scaled_dot_product_attention``.
-
-    Args:
-        d_model: channels D (divisible by ``n_heads``).
-        n_heads: heads H.
-        causal: each query sees only keys at or before it.
-        window: if set, sliding-window (local) attention over the ``window`` nearest keys
-            (``0 <= t - s < window`` causal, ``|t - s| < window`` otherwise), O(N * window).
-        dropout: dropout on the attention weights while training (off in eval and decoding).
-        bias: biases in the projections.
-
-    Shape:
-        x ``(B, N, D)``, mask ``(B, N)`` bool (True = real) -> ``(B, N, D)``.
-    """
-
-    def __init__(self, d_model: int, n_heads: int = 1, *, causal: bool = True,
-                 window: int | None = None, dropout: float = 0.0, bias: bool = True,
-                 device=None, dtype=None) -> None:
-        super().__init__()
-        if n_heads < 1 or d_model % n_heads:
-            raise ValueError(f"Attention: n_heads must divide d_model={d_model}, got {n_heads}")
-        if window is not None and (isinstance(window, bool) or int(window) != window or window < 1):
-            raise ValueError(f"Attention: window must be an int >= 1 or None, got {window!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"Attention: dropout must be in [0, 1), got {dropout!r}")
-        factory = {"device": device, "dtype": dtype}
-        self.d_model, self.n_heads, self.causal, self.window = d_model, n_heads, causal, window
-        self.dropout = dropout
-        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias, **factory)
-        self.out_proj = nn.Linear(d_model, d_model, bias=bias, **factory)
-
-    def reset_parameters(self) -> None:
-        self.qkv.reset_parameters()
-        self.out_proj.reset_parameters()
-
-    def project_in(self, x: torch.Tensor) -> torch.Tensor:
-        """The input projection ``(B, N, D) -> (B, N, 3D)`` (queries, keys, values)."""
-        return self.qkv(x)
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        bsz, seq_len, _ = x.shape
-        qkv = self.project_in(x).view(bsz, seq_len, 3, self.n_heads, -1)   # (B, N, 3, H, E)
-        return qkv.permute(2, 0, 3, 1, 4)                                  # 3 x (B, H, N, E)
-
-    def _merge(self, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        bsz, _, seq_len, _ = y.shape
-        y = y.transpose(1, 2).reshape(bsz, seq_len, self.d_model)          # (B, N, D)
-        return _zero_padding(self.out_proj(y), mask)
-
-    def _attend(self, q, k, v, mask):
-        p = self.dropout if self.training else 0.0
-        if self.window is not None:
-            return local_attention(q, k, v, window=self.window, causal=self.causal, key_mask=mask,
-                                   dropout_p=p)
-        if mask is None:
-            return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, dropout_p=p)
-        seq_len = q.shape[2]
-        allowed = mask[:, None, None, :]                          # (B, 1, 1, N) keys
-        if self.causal:
-            allowed = allowed & torch.ones(seq_len, seq_len, dtype=torch.bool,
-                                           device=q.device).tril()
-        allowed = allowed.expand(-1, 1, seq_len, seq_len)         # (B, 1, N, N)
-        allowed = allowed | ~allowed.any(-1, keepdim=True)       # padded queries: no NaN
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        check_tokens(x, self.d_model, mask, "Attention")
-        q, k, v = self._heads(x)                                     # 3 x (B, H, N, E)
-        return self._merge(self._attend(q, k, v, mask), mask)
-
-    def prefill(self, x: torch.Tensor, max_len: int) -> tuple[torch.Tensor, "AttentionState"]:
-        """Run the prompt ``x (B, N, D)``; returns ``forward(x)`` and a KV cache preallocated
-        for ``max_len`` tokens (a local layer reads only its last ``window`` keys)."""
-        check_tokens(x, self.d_model, None, "Attention.prefill")
-        if not self.causal:
-            raise ValueError("Attention.prefill: cached decoding needs a causal mixer")
-        q, k, v = self._heads(x)                                     # 3 x (B, H, N, E)
-        bsz, heads, n, e = k.shape
-        if n > max_len:
-            raise ValueError(f"Attention.prefill: prompt of {n} tokens exceeds max_len={max_len}")
-        keys, values = (k.new_zeros(bsz, heads, max_len, e) for _ in range(2))
-        keys[:, :, :n], values[:, :, :n] = k, v
-        y = self._merge(self._attend(q, k, v, None), None)
-        return y, AttentionState(keys=keys, values=values, length=n)
-
-    def step(self, x_t: torch.Tensor, state: "AttentionState") -> torch.Tensor:
-        """The next token ``x_t (B, D) -> (B, D)``; appends its key and value to ``state``."""
-        q, k, v = self._heads(x_t[:, None, :])                       # 3 x (B, H, 1, E)
-        t = state.length
-        if t >= state.keys.shape[2]:
-            raise ValueError(f"cached decoding: length {t + 1} exceeds the cache's max_len "
-                             f"{state.keys.shape[2]}")
-        state.keys[:, :, t: t + 1], state.values[:, :, t: t + 1] = k, v
-        state.length = t + 1
-        first = 0 if self.window is None else max(0, t + 1 - self.window)
-        y = F.scaled_dot_product_attention(q, state.keys[:, :, first: t + 1],
-                                           state.values[:, :, first: t + 1])    # (B, H, 1, E)
-        return self._merge(y, None)[:, 0]                                        # (B, D)
-
-    def extra_repr(self) -> str:
-        return (f"d_model={self.d_model}, n_heads={self.n_heads}, causal={self.causal}, "
-                f"window={self.window}" + (f", dropout={self.dropout}" if self.dropout else ""))
-
-
-@dataclass(kw_only=True)
-class AttentionState:
-    """Inference state of a causal :class:`Attention`: a preallocated KV cache."""
-
-    keys: torch.Tensor          # (B, H, max_len, E); [:, :, :length] are filled
-    values: torch.Tensor        # (B, H, max_len, E)
-    length: int                 # tokens so far

@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import Block
-from .mixers import Attention, SpectralMixer
+from .attention import Attention
+from .mixers import SpectralMixer
+from .sharding import SequenceShard
 from .validation import UsageError, check_fields
 
 MIXER_KINDS = "spectral, spectral-gated, attention or local:W"
@@ -167,6 +169,17 @@ class SpecMixLM(nn.Module):
         if idx.shape[1] > self.config.context:
             raise ValueError(f"sequence length N={idx.shape[1]} exceeds context={self.config.context}")
 
+    def _check_shard(self, idx: torch.Tensor, shard: SequenceShard) -> None:
+        attends = [k for k in self.config.mixers if MixerKind.parse(k).name == "attention"]
+        if attends:
+            raise UsageError(f"context parallelism supports spectral layers only; {attends[0]!r} layers "
+                             "would need ring attention")
+        if not isinstance(idx, torch.Tensor) or idx.dtype != torch.long or idx.dim() != 2:
+            raise ValueError("idx must be this rank's int64 slice (B, N / P) of each sequence")
+        if idx.shape[1] * shard.world > self.config.context:
+            raise ValueError(f"sequence length N={idx.shape[1] * shard.world} ({shard.world} slices of "
+                             f"{idx.shape[1]}) exceeds context={self.config.context}")
+
     def embed(self, idx: torch.Tensor, offset: int = 0) -> torch.Tensor:
         x = self.tok_emb(idx)                                          # (B, N, D)
         if self.pos_emb is not None:
@@ -174,11 +187,18 @@ class SpecMixLM(nn.Module):
             x = x + self.pos_emb(pos)
         return self.drop(x)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        self._check_idx(idx)
-        x = self.embed(idx)
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
+                shard: SequenceShard | None = None):
+        """With a ``shard`` (context parallelism) ``idx`` and ``targets`` are this rank's slice
+        ``(B, N / P)`` of each sequence: the logits are the slice's and the loss is the mean
+        over the slice's scored targets (the caller weights slices into the global mean)."""
+        if shard is None:
+            self._check_idx(idx)
+        else:
+            self._check_shard(idx, shard)
+        x = self.embed(idx, offset=0 if shard is None else shard.start(idx.shape[1]))
         for block in self.blocks:
-            x = block(x)
+            x = block(x) if shard is None else block(x, shard=shard)
         logits = self.head(self.norm(x))                               # (B, N, V)
         loss = None
         if targets is not None:

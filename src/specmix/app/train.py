@@ -28,6 +28,7 @@ from ..model import LMConfig, SpecMixLM
 from ..validation import UsageError, check_fields
 from .checkpoint import (check_same_run, config_record, load_config, load_model, load_state,
                          save_checkpoint, save_weights, write_config)
+from .context_parallel import ContextParallel, check_context_parallel
 from .plots import optional_plot
 from .precision import Precision, resolve_precision
 from .runtime import Dist, resolve_device
@@ -68,6 +69,9 @@ class TrainConfig:
         "help": "autocast compute dtype (FFTs stay float32); none = float32 on CPU, bfloat16 on CUDA "
                 "(float16 with a GradScaler where CUDA lacks bfloat16)"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the model for training steps"})
+    context_parallel: int = field(default=1, metadata={
+        "help": "processes that share each sequence (spectral layers only; under torchrun, "
+                "world = data-parallel groups x this)"})
 
     # fields a resumed run must share with its checkpoint (the rest may change between runs)
     SAME_RUN = ("data", "task", "task_vocab", "steps", "batch_size", "lr", "min_lr_ratio", "warmup",
@@ -77,7 +81,8 @@ class TrainConfig:
         check_fields(self, minimum={"task_vocab": 2, "steps": 1, "batch_size": 1, "lr": 0.0, "min_lr_ratio": 0.0,
                                     "warmup": 0, "weight_decay": 0.0, "grad_clip": 0.0, "eval_every": 1,
                                     "eval_batches": 1, "stop_at": 1, "time_limit": 0.0, "grad_accum": 1,
-                                    "kv_pairs": 1, "target_acc": 0.0})
+                                    "kv_pairs": 1, "target_acc": 0.0,
+                                    "context_parallel": 1})
 
     @classmethod
     def from_dict(cls, record: dict) -> "TrainConfig":
@@ -115,11 +120,13 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 
 
 @torch.no_grad()
-def evaluate(model: SpecMixLM, data, split: str, cfg: TrainConfig, device) -> dict[str, float]:
+def evaluate(model: SpecMixLM, data, split: str, cfg: TrainConfig, device,
+             sharded: ContextParallel | None = None) -> dict[str, float]:
     """Mean loss over ``eval_batches`` fixed batches (the same at every evaluation).
 
     For a synthetic task also ``scored_acc`` (every scored position) and, for recall and
-    copy, ``answer_acc`` (the last position: the final query's answer).
+    copy, ``answer_acc`` (the last position: the final query's answer). With ``sharded``
+    (context parallelism) each rank scores its slice and the counts are summed over the group.
     """
     rng = np.random.default_rng(cfg.seed + (1 if split == "train" else 2))
     task = isinstance(data, TaskData)
@@ -129,14 +136,18 @@ def evaluate(model: SpecMixLM, data, split: str, cfg: TrainConfig, device) -> di
     losses, answer_hits, hits, scored = [], 0, 0, 0
     for _ in range(cfg.eval_batches):
         x, y = data.batch(split, cfg.batch_size, model.config.context, rng, device)
-        logits, loss = model(x, y)
-        losses.append(loss.item())
+        logits, loss = model(x, y) if sharded is None else sharded(x, y)
+        losses.append(loss if sharded is None else sharded.reduce(loss))
+        if sharded is not None:
+            y = sharded.part(y)                                        # this rank's slice
         if task:
             guess, keep = logits.argmax(-1), y != IGNORE               # (B, N) each
-            answer_hits += int((guess[:, -1] == y[:, -1]).sum())
-            hits, scored = hits + int((guess == y)[keep].sum()), scored + int(keep.sum())
+            last = sharded is None or sharded.last
+            counts = torch.stack([(guess[:, -1] == y[:, -1]).sum() * last, (guess == y)[keep].sum(), keep.sum()])
+            counts = counts if sharded is None else sharded.reduce(counts)
+            answer_hits, hits, scored = answer_hits + int(counts[0]), hits + int(counts[1]), scored + int(counts[2])
     model.train(was_training)
-    out = {"loss": float(np.mean(losses))}
+    out = {"loss": float(np.mean([float(loss) for loss in losses]))}
     if task:
         out.update(scored_acc=hits / scored)
     if answers:
@@ -176,20 +187,22 @@ def _setup(model_cfg: LMConfig, cfg: TrainConfig, resumed: bool, device) -> _Run
 
 def _local_batch(data: TokenData, cfg: TrainConfig, run: _Run, dist: Dist, device):
     """The global batch (``batch_size * grad_accum`` rows) is drawn identically on every rank;
-    each rank keeps its share of every micro-batch."""
+    each data-parallel rank keeps its share of every micro-batch (whole sequences: a
+    context-parallel step slices them)."""
     x, y = data.batch("train", cfg.batch_size * cfg.grad_accum, run.model.config.context, run.rng, device)
-    per_rank = cfg.batch_size // dist.world
-    rows = torch.cat([torch.arange(m * cfg.batch_size + dist.rank * per_rank,
-                                   m * cfg.batch_size + (dist.rank + 1) * per_rank)
+    per_rank = cfg.batch_size // dist.data_world
+    rows = torch.cat([torch.arange(m * cfg.batch_size + dist.data_rank * per_rank,
+                                   m * cfg.batch_size + (dist.data_rank + 1) * per_rank)
                       for m in range(cfg.grad_accum)]).to(x.device)
     return x[rows], y[rows]
 
 
 def _eval_row(run: _Run, data: TokenData, cfg: TrainConfig, device, tokens_per_s: float,
-              elapsed_s: float) -> dict:
+              elapsed_s: float, stepper) -> dict:
     row = {"step": run.step}
+    sharded = stepper if isinstance(stepper, ContextParallel) else None
     for split in ("train", "val"):
-        row.update({f"{split}_{k}": v for k, v in evaluate(run.model, data, split, cfg, device).items()})
+        row.update({f"{split}_{k}": v for k, v in evaluate(run.model, data, split, cfg, device, sharded).items()})
     row.update(tokens_per_s=tokens_per_s, elapsed_s=elapsed_s)
     run.metrics.append(row)
     return row
@@ -199,8 +212,9 @@ def _prepare(model_cfg: LMConfig, cfg: TrainConfig, dist: Dist):
     """Data, the resolved model config, device and the run state (fresh or resumed);
     config.json is written by rank 0."""
     device = resolve_device(cfg.device)
-    if cfg.batch_size % dist.world:
-        raise UsageError(f"--batch-size {cfg.batch_size} must be divisible by the {dist.world} processes")
+    if cfg.batch_size % dist.data_world:
+        raise UsageError(f"--batch-size {cfg.batch_size} must be divisible by the {dist.data_world} "
+                         "data-parallel processes")
     record = load_config(cfg.out) if cfg.resume else None
     tok = CharTokenizer.from_dict(record["tokenizer"]) if record and record.get("tokenizer") else None
     data = load_data(task=cfg.task, data=cfg.data, task_vocab=cfg.task_vocab, context=model_cfg.context,
@@ -208,6 +222,7 @@ def _prepare(model_cfg: LMConfig, cfg: TrainConfig, dist: Dist):
     model_cfg = dataclasses.replace(model_cfg, vocab_size=data.vocab_size)
     if record:
         check_same_run(record, model_cfg, cfg, TrainConfig.SAME_RUN, cfg.out)
+    check_context_parallel(model_cfg, cfg.context_parallel, cfg.compile)
     if dist.world > 1:
         device = dist.join(device)
     run = _setup(model_cfg, cfg, record is not None, device)
@@ -228,11 +243,14 @@ def _optimizer_step(run: _Run, stepper, data, cfg: TrainConfig, dist: Dist, devi
     total = torch.zeros((), device=device)
     for i, (xm, ym) in enumerate(zip(x.chunk(cfg.grad_accum), y.chunk(cfg.grad_accum))):
         last = i == cfg.grad_accum - 1
-        with (contextlib.nullcontext() if last or dist.world == 1 else stepper.no_sync()), precision.autocast():
+        with (stepper.no_sync() if hasattr(stepper, "no_sync") and not last else contextlib.nullcontext()), \
+                precision.autocast():
             _, loss = stepper(xm, ym)
         loss = loss * ((ym != IGNORE).sum() / scored)       # micro means weighted to the global mean
         (scaler.scale(loss) if scaler else loss).backward()
         total += loss.detach()
+    if isinstance(stepper, ContextParallel):
+        total = stepper.sync(total, dist.data_world)
     if scaler:
         scaler.unscale_(run.opt)
     if cfg.grad_clip is not None:
@@ -255,7 +273,10 @@ def _report(row: dict, bar) -> None:
 
 
 def _stepper(run: _Run, cfg: TrainConfig, dist: Dist, device):
-    """What runs the training forward: the model, compiled and/or wrapped in DDP."""
+    """What runs the training forward: the model, compiled and/or wrapped in DDP, or a
+    context-parallel step (gradients synced by :meth:`ContextParallel.sync`)."""
+    if dist.context > 1:
+        return ContextParallel(run.model, dist.context_shard())
     stepper = torch.compile(run.model) if cfg.compile else run.model
     if dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -285,16 +306,21 @@ def train(model_cfg: LMConfig, cfg: TrainConfig, progress: bool = True) -> list[
     Under ``torchrun`` (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel,
     each rank takes ``batch_size / world`` rows of every micro-batch of the same global
     batch, and only rank 0 logs and writes files: the loss curve equals a single-process run
-    of the same global batch. ``tokens_per_s`` counts every token of the effective batch.
+    of the same global batch. With ``context_parallel=P`` consecutive groups of P ranks share
+    each sequence (:mod:`specmix.app.context_parallel`) and the groups split the batch.
+    ``tokens_per_s`` counts every token of the effective batch.
     """
     from tqdm.auto import tqdm
 
-    dist = Dist.from_env()
+    dist = Dist.from_env(cfg.context_parallel)
     data, device, run = _prepare(model_cfg, cfg, dist)
     precision = resolve_precision(cfg.dtype, device)
     scaler, stepper = precision.scaler(), _stepper(run, cfg, dist, device)
     end = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
     bar = tqdm(total=end, initial=run.step, disable=not (progress and dist.main), desc="train")
+    if dist.context > 1 and dist.main:
+        bar.write(f"context parallel: {dist.context} processes per sequence of {run.model.config.context}, "
+                  f"{dist.data_world} data-parallel group(s)")
     tick, tokens, t0 = time.perf_counter(), 0, time.perf_counter()
     elapsed0 = run.metrics[-1]["elapsed_s"] if run.metrics else 0.0
     elapsed = lambda: elapsed0 + time.perf_counter() - t0                      # noqa: E731
@@ -308,7 +334,7 @@ def train(model_cfg: LMConfig, cfg: TrainConfig, progress: bool = True) -> list[
             bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens / (time.perf_counter() - tick):.0f}")
             out_of_time = cfg.time_limit is not None and elapsed() >= cfg.time_limit
             if run.step % cfg.eval_every == 0 or run.step == cfg.steps or out_of_time:
-                row = _eval_row(run, data, cfg, device, tokens / (time.perf_counter() - tick), elapsed())
+                row = _eval_row(run, data, cfg, device, tokens / (time.perf_counter() - tick), elapsed(), stepper)
                 if dist.main:
                     _report(row, bar)
                     save()
