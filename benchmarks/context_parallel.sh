@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Context parallelism on this machine: one training step of one sequence of 2^18 .. 2^21
-# tokens (2 gated spectral layers, d_model 64, implicit filter, fp32, batch 1) split over
+# tokens (2 gated spectral layers, d_model 32, implicit filter, fp32, batch 1) split over
 # 1, 2 and 4 processes; per-rank peak memory, step time, bytes sent per rank (formula).
+# About 30 minutes on 2 cores; the 2^21 cells need ~16 GB of the machine's memory in all.
 #   bash benchmarks/context_parallel.sh            # LENGTHS="262144 1048576" to choose
 # Every cell runs in fresh processes; the processes share this machine's cores and memory.
 set -euo pipefail
@@ -15,10 +16,10 @@ for n in $LENGTHS; do
   for p in $PROCS; do
     echo "== $n tokens, $p process(es)"
     if [ "$p" = 1 ]; then
-      $PY -m specmix.app.bench.context worker --seq-len "$n" --out "$OUT.partial"
+      $PY -m specmix.app.bench.context worker --seq-len "$n" --d-model 32 --n-layers 2 --out "$OUT.partial"
     else
       $PY -m torch.distributed.run --standalone --nproc-per-node "$p" \
-          -m specmix.app.bench.context worker --seq-len "$n" --out "$OUT.partial"
+          -m specmix.app.bench.context worker --seq-len "$n" --d-model 32 --n-layers 2 --out "$OUT.partial"
     fi
   done
 done

@@ -175,9 +175,13 @@ class SpectralMixer(nn.Module):
             if not causal:                                              # a causal call drops the look-ahead tap
                 out[..., :-1] += u[..., 1:] * taps[:, 2, None]
             return out
-        if history is not None:                                         # decoding: prepend the history
-            return _causal_taps(torch.cat([history.to(u.dtype), u], dim=-1), taps)[..., 2:]
-        return _causal_taps(u, taps)
+        out = _causal_taps(u, taps)
+        if history is not None:       # decoding or a context-parallel halo: the two inputs before u
+            h = history.to(u.dtype)                                     # (B, C, 2)
+            out[..., 0] += h[..., 1] * taps[:, 1] + h[..., 0] * taps[:, 0]
+            if u.shape[-1] > 1:
+                out[..., 1] += h[..., 1] * taps[:, 0]
+        return out
 
     def _streams(self, x: torch.Tensor, mask: torch.Tensor | None, causal: bool,
                  history: torch.Tensor | None = None, shard: SequenceShard | None = None):

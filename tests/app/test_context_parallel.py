@@ -60,3 +60,18 @@ def test_attention_refuses_a_shard():
     from specmix.attention import Attention
     with pytest.raises(ValueError, match="ring attention"):
         Attention(8, 2)(torch.randn(1, 4, 8), shard=object())
+
+
+@pytest.mark.slow
+def test_context_parallel_resume_equals_an_uninterrupted_run(tmp_path, data, read_metrics):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "specmix"]
+    for out, extra in [("whole", ()), ("parts", ("--stop-at", "2")), ("parts", ("--resume",))]:
+        done = subprocess.run([*launch, *args(data, tmp_path / out, "--context-parallel", "2", *extra)],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    whole, parts = read_metrics(tmp_path / "whole"), read_metrics(tmp_path / "parts")
+    assert [r["step"] for r in parts] == [2, 4]
+    for a, b in zip(whole, parts):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-6)

@@ -83,9 +83,8 @@ def worker(args) -> None:
     x, y = idx[:, :-1], idx[:, 1:]
     barrier = dist.barrier if parts > 1 else (lambda: None)
     step = lambda: _train_step(model, x, y, sharded)             # noqa: E731
-    step()                                                       # warm-up: plans, pages
     barrier()
-    peak_mb = peak_memory_mb(step, "cpu", synchronizer("cpu"))
+    peak_mb = peak_memory_mb(step, "cpu", synchronizer("cpu"))   # the first step: also the warm-up
     times = []
     for _ in range(args.repeats):
         barrier()
@@ -140,9 +139,9 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     w = sub.add_parser("worker", help="one (N, P) cell; run under torchrun for P > 1")
     w.add_argument("--seq-len", type=int, required=True)
-    w.add_argument("--d-model", type=int, default=64)
+    w.add_argument("--d-model", type=int, default=32)
     w.add_argument("--n-layers", type=int, default=2)
-    w.add_argument("--repeats", type=int, default=3)
+    w.add_argument("--repeats", type=int, default=1)
     w.add_argument("--out", required=True)
     r = sub.add_parser("report", help="gather the rows of --out into context.json and table.md")
     r.add_argument("--out", required=True)
