@@ -11,6 +11,8 @@ PY=${PY:-.venv/bin/python}
 OUT=benchmarks/results/context-parallel
 LENGTHS=${LENGTHS:-"262144 524288 1048576 2097152"}
 PROCS=${PROCS:-"1 2 4"}
+echo "== equivalence with 4 processes (loss, logits, every gradient vs one process)"
+SPECMIX_CP_PROCESSES=4 $PY -m pytest -q -p no:cacheprovider tests/test_sharding.py
 rm -rf "$OUT.partial" && mkdir -p "$OUT.partial"
 for n in $LENGTHS; do
   for p in $PROCS; do
