@@ -6,10 +6,10 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from specmix.functional import (attention_core, fft_conv, fft_conv_len, fft_conv_ref, local_attention,
+from specmix.functional import (attention_core, fft_conv, fft_conv_cf, fft_conv_len, fft_conv_ref, local_attention,
                                 next_fast_len, sliding_window_mask)
 
-from helpers import assert_causal, circular_fft_conv
+from helpers import assert_causal, assert_close, assert_same_grads, circular_fft_conv
 
 LENGTHS = [1, 2, 3, 5, 7, 13, 16, 17, 31, 32, 33, 64, 65, 97, 128, 129]
 BATCH_SHAPES = [(), (1,), (3,), (2, 2)]
@@ -170,3 +170,30 @@ def test_local_attention_gradients_match_dense_mask(n, window, causal):
     g = torch.randn_like(out)
     for a, b in zip(torch.autograd.grad(out, (q, k, v), g), torch.autograd.grad(ref, (q, k, v), g)):
         assert (a - b).abs().max().item() < 1e-10
+
+
+@pytest.mark.parametrize("n, taps", [(9, 9), (35, 35), (40, 30), (65, 65), (33, 33), (18, 16)])
+def test_wrap_corrected_power_of_two_plan_is_exact(n, taps):
+    """Just past a power of two the causal conv runs circularly at P and removes the r
+    wrapped outputs; outputs and both gradients equal the direct twin, also chunked."""
+    from specmix.functional import wrapped_fft_len
+    p, wrap = wrapped_fft_len(n, taps)
+    assert p == 1 << (max(n, taps) - 1).bit_length() and wrap == n + taps - 1 - p > 0
+    gen = torch.Generator().manual_seed(n)
+    x = torch.randn(2, 3, n, dtype=torch.float64, generator=gen, requires_grad=True)
+    k = torch.randn(3, taps, dtype=torch.float64, generator=gen, requires_grad=True)
+    y = fft_conv_cf(x, k)
+    ref = fft_conv_ref(x.transpose(1, 2), k).transpose(1, 2)
+    assert_close(y, ref, what="wrapped output")
+    assert_same_grads(y, ref, (x, k), what="wrapped")
+    assert torch.autograd.gradcheck(lambda a, b: fft_conv_cf(a, b), (x[:1, :2].detach().requires_grad_(),
+                                                                     k[:2].detach().requires_grad_()))
+
+
+def test_wrap_plan_only_just_past_a_power_of_two():
+    from specmix.functional import WRAP_MAX, wrapped_fft_len
+    assert wrapped_fft_len(4096, 4096) is None            # 8191 fits 8192: no wrap needed
+    assert wrapped_fft_len(4099, 4099) == (8192, 6 - 1)
+    assert wrapped_fft_len(65537, 65537) == (131072, 1)
+    assert wrapped_fft_len(5000, 5000) is None            # r = 1807 > WRAP_MAX: mixed radix instead
+    assert wrapped_fft_len(4096 + WRAP_MAX // 2, 4096 + WRAP_MAX // 2) is not None
