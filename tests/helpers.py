@@ -55,3 +55,16 @@ def tiny_lm(mixers: str = "spectral", **kw):
     cfg = LMConfig(vocab_size=11, d_model=32, n_layers=n_layers, n_heads=4, context=96, mixers=mixers, **kw)
     torch.manual_seed(0)
     return SpecMixLM(cfg).eval()
+
+
+def launch(argv, processes: int = 1, env: dict | None = None, timeout: float = 300):
+    """Run ``python argv`` (``processes > 1``: under ``torchrun --standalone``) with one OpenMP
+    thread per process; asserts it succeeded and returns the CompletedProcess."""
+    import os
+    import subprocess
+    import sys
+    runner = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
+    done = subprocess.run([sys.executable, *runner, *map(str, argv)], capture_output=True, text=True,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})), timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done

@@ -3,22 +3,18 @@ single-process logits, loss and every gradient of a SpecMixLM to rounding (float
 Two processes in ``make test``; ``SPECMIX_CP_PROCESSES=4`` (benchmarks/context_parallel.sh) four."""
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from helpers import launch
 
 WORKER = Path(__file__).with_name("context_parallel_worker.py")
 PROCESSES = int(os.environ.get("SPECMIX_CP_PROCESSES", "2"))
 
 
 def run_worker(tmp_path, processes: int, seq_len: int):
-    env = dict(os.environ, OMP_NUM_THREADS="1", CP_OUT=str(tmp_path))
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           f"--nproc_per_node={processes}", str(WORKER), str(seq_len)],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    launch([WORKER, seq_len], processes=processes, env={"CP_OUT": str(tmp_path)})
     return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(processes)]
 
 

@@ -115,13 +115,15 @@ class FrequencyFilter(_KernelFilter):
         resp = torch.fft.rfft(taps, n=self.n_grid)                       # (D, F) complex
         self.response.copy_(torch.view_as_real(resp))
 
-    def kernel(self, seq_len: int) -> torch.Tensor:
+    def kernel(self, seq_len: int, channels: slice = slice(None)) -> torch.Tensor:
+        """The kernel for length N; ``channels`` selects a block of rows (only theirs are
+        transformed: context parallelism keeps one block per rank)."""
         _check_seq_len(seq_len)
         if seq_len > self.max_len:
             raise ValueError(f"sequence length N={seq_len} exceeds max_len={self.max_len} of "
                              "FrequencyFilter; build the layer with a larger max_len or use "
                              "filter='implicit'")
-        resp = self.response
+        resp = self.response[channels]                                    # (D, F, 2)
         if resp.dtype not in (torch.float32, torch.float64):   # FFTs never run in half precision
             resp = resp.float()
         resp = torch.view_as_complex(resp.contiguous())                  # (D, F) complex

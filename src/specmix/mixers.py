@@ -227,13 +227,13 @@ class SpectralMixer(nn.Module):
     def _sharded_kernel(self, seq_len: int, local_len: int, shard: SequenceShard) -> torch.Tensor:
         """This rank's channel block of the causal kernel, ``(D / P, N)``. A length-free
         (implicit) filter is position-wise: each rank computes its slice of lags and the
-        slices are resharded like activations; a frequency filter's kernel is global, so each
-        rank computes it whole and keeps its block."""
+        slices are resharded like activations; a frequency filter's kernel is global along
+        the lags, so each rank transforms its block of channels' responses."""
         if isinstance(self.filter, ImplicitFilter):
             lags = self.filter.kernel_at(shard.start(local_len), local_len)   # (D, n)
             return seq_to_channels(lags[None], shard)[0]                  # (D/P, N)
         block = self.d_model // shard.world
-        return self.filter.kernel(seq_len)[shard.index * block: (shard.index + 1) * block]
+        return self.filter.kernel(seq_len, slice(shard.index * block, (shard.index + 1) * block))
 
     def _forward_sharded(self, x: torch.Tensor, mask: torch.Tensor | None, causal: bool | None,
                          shard: SequenceShard) -> torch.Tensor:

@@ -88,9 +88,13 @@ class LMConfig:
         kinds = self.mixers * self.n_layers if len(self.mixers) == 1 else self.mixers
         return [MixerKind.parse(k) for k in kinds]
 
+    def attention_kinds(self) -> tuple[str, ...]:
+        """The kinds in ``mixers`` that attend (``attention``, ``local:W``), as written."""
+        return tuple(k for k in self.mixers if MixerKind.parse(k).name == "attention")
+
     def uses_positions(self) -> bool:
         if self.pos_emb == "auto":
-            return any(k.name == "attention" for k in self.mixer_kinds())
+            return bool(self.attention_kinds())
         return self.pos_emb == "learned"
 
     def to_dict(self) -> dict:
@@ -170,7 +174,7 @@ class SpecMixLM(nn.Module):
             raise ValueError(f"sequence length N={idx.shape[1]} exceeds context={self.config.context}")
 
     def _check_shard(self, idx: torch.Tensor, shard: SequenceShard) -> None:
-        attends = [k for k in self.config.mixers if MixerKind.parse(k).name == "attention"]
+        attends = self.config.attention_kinds()
         if attends:
             raise UsageError(f"context parallelism supports spectral layers only; {attends[0]!r} layers "
                              "would need ring attention")

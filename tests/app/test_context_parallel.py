@@ -1,11 +1,9 @@
 """`specmix train --context-parallel 2` under torchrun follows the single-process loss curve;
 what it cannot run is refused with the flag's name."""
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
+
+from helpers import launch
 
 from specmix.app.context_parallel import check_context_parallel
 from specmix.model import LMConfig
@@ -21,14 +19,8 @@ def args(data, out, *extra):
 
 @pytest.mark.slow
 def test_two_process_context_parallel_matches_single_process(tmp_path, data, read_metrics):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    single = subprocess.run([sys.executable, "-m", "specmix", *args(data, tmp_path / "one")],
-                            capture_output=True, text=True, env=env)
-    assert single.returncode == 0, single.stderr[-2000:]
-    cp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                         "-m", "specmix", *args(data, tmp_path / "two", "--context-parallel", "2")],
-                        capture_output=True, text=True, env=env, timeout=300)
-    assert cp.returncode == 0, cp.stderr[-2000:]
+    launch(["-m", "specmix", *args(data, tmp_path / "one")])
+    cp = launch(["-m", "specmix", *args(data, tmp_path / "two", "--context-parallel", "2")], processes=2)
     assert "context parallel: 2 processes per sequence of 32" in cp.stdout + cp.stderr
     one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
     assert [r["step"] for r in one] == [r["step"] for r in two] == [2, 4]
@@ -64,12 +56,8 @@ def test_attention_refuses_a_shard():
 
 @pytest.mark.slow
 def test_context_parallel_resume_equals_an_uninterrupted_run(tmp_path, data, read_metrics):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "specmix"]
     for out, extra in [("whole", ()), ("parts", ("--stop-at", "2")), ("parts", ("--resume",))]:
-        done = subprocess.run([*launch, *args(data, tmp_path / out, "--context-parallel", "2", *extra)],
-                              capture_output=True, text=True, env=env, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
+        launch(["-m", "specmix", *args(data, tmp_path / out, "--context-parallel", "2", *extra)], processes=2)
     whole, parts = read_metrics(tmp_path / "whole"), read_metrics(tmp_path / "parts")
     assert [r["step"] for r in parts] == [2, 4]
     for a, b in zip(whole, parts):

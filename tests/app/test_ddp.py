@@ -1,9 +1,7 @@
 """Two CPU processes under torchrun (gloo) follow the single-process loss curve."""
-import os
-import subprocess
-import sys
-
 import pytest
+
+from helpers import launch
 
 
 def args(data, out):
@@ -15,14 +13,8 @@ def args(data, out):
 
 @pytest.mark.slow
 def test_two_process_ddp_matches_single_process(tmp_path, data, read_metrics):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    single = subprocess.run([sys.executable, "-m", "specmix", *args(data, tmp_path / "one")],
-                            capture_output=True, text=True, env=env)
-    assert single.returncode == 0, single.stderr[-2000:]
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                          "--nproc_per_node=2", "-m", "specmix", *args(data, tmp_path / "two")],
-                         capture_output=True, text=True, env=env, timeout=300)
-    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    launch(["-m", "specmix", *args(data, tmp_path / "one")])
+    launch(["-m", "specmix", *args(data, tmp_path / "two")], processes=2)
     one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
     assert [r["step"] for r in one] == [r["step"] for r in two] == [2, 4, 6]
     for a, b in zip(one, two):

@@ -33,7 +33,7 @@ def check_context_parallel(model_cfg, parts: int, compile_model: bool) -> None:
     if model_cfg.d_model % parts:
         raise UsageError(f"--d-model {model_cfg.d_model} must be divisible by --context-parallel {parts} "
                          "(the long convolutions run on d_model / P channels per process)")
-    attends = [k for k in model_cfg.mixers if k == "attention" or k.startswith("local:")]
+    attends = model_cfg.attention_kinds()
     if attends:
         raise UsageError(f"--context-parallel supports spectral and spectral-gated layers; {attends[0]!r} "
                          "layers would need ring attention")
