@@ -226,6 +226,8 @@ SECTIONS = {
     "quality-stdlib": _quality("stdlib"),
     "context-parallel": _json_section("context-parallel/context.json",
                                       "specmix.app.bench.context.format_context"),
+    "mqar": _json_section("mqar/mqar.json", "specmix.app.bench.mqar.format_mqar"),
+    "mqar-full": _json_section("mqar-full/mqar.json", "specmix.app.bench.mqar.format_mqar"),
 }
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .functional import local_attention
+from .functional import local_attention, rotary
 from .tokens import check_tokens, zero_padding
 
 __all__ = ["Attention", "AttentionState"]
@@ -28,6 +28,8 @@ class Attention(nn.Module):
         window: if set, sliding-window (local) attention over the ``window`` nearest keys
             (``0 <= t - s < window`` causal, ``|t - s| < window`` otherwise), O(N * window).
         dropout: dropout on the attention weights while training (off in eval and decoding).
+        rope: rotate queries and keys by their positions (:func:`specmix.functional.rotary`):
+            relative positions inside the layer, no position embedding needed.
         bias: biases in the projections.
 
     Shape:
@@ -35,8 +37,8 @@ class Attention(nn.Module):
     """
 
     def __init__(self, d_model: int, n_heads: int = 1, *, causal: bool = True,
-                 window: int | None = None, dropout: float = 0.0, bias: bool = True,
-                 device=None, dtype=None) -> None:
+                 window: int | None = None, dropout: float = 0.0, rope: bool = False,
+                 bias: bool = True, device=None, dtype=None) -> None:
         super().__init__()
         if n_heads < 1 or d_model % n_heads:
             raise ValueError(f"Attention: n_heads must divide d_model={d_model}, got {n_heads}")
@@ -44,9 +46,12 @@ class Attention(nn.Module):
             raise ValueError(f"Attention: window must be an int >= 1 or None, got {window!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"Attention: dropout must be in [0, 1), got {dropout!r}")
+        if rope and (d_model // n_heads) % 2:
+            raise ValueError(f"Attention: rope needs an even head width, got d_model / n_heads = "
+                             f"{d_model // n_heads}")
         factory = {"device": device, "dtype": dtype}
         self.d_model, self.n_heads, self.causal, self.window = d_model, n_heads, causal, window
-        self.dropout = dropout
+        self.dropout, self.rope = dropout, rope
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias, **factory)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias, **factory)
 
@@ -58,10 +63,14 @@ class Attention(nn.Module):
         """The input projection ``(B, N, D) -> (B, N, 3D)`` (queries, keys, values)."""
         return self.qkv(x)
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+    def _heads(self, x: torch.Tensor, offset: int = 0):
+        """Queries, keys, values ``3 x (B, H, N, E)`` of the tokens at ``offset ..``."""
         bsz, seq_len, _ = x.shape
         qkv = self.project_in(x).view(bsz, seq_len, 3, self.n_heads, -1)   # (B, N, 3, H, E)
-        return qkv.permute(2, 0, 3, 1, 4)                                  # 3 x (B, H, N, E)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)                               # 3 x (B, H, N, E)
+        if self.rope:
+            q, k = rotary(q, offset), rotary(k, offset)
+        return q, k, v
 
     def _merge(self, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         bsz, _, seq_len, _ = y.shape
@@ -109,8 +118,8 @@ class Attention(nn.Module):
 
     def step(self, x_t: torch.Tensor, state: "AttentionState") -> torch.Tensor:
         """The next token ``x_t (B, D) -> (B, D)``; appends its key and value to ``state``."""
-        q, k, v = self._heads(x_t[:, None, :])                       # 3 x (B, H, 1, E)
         t = state.length
+        q, k, v = self._heads(x_t[:, None, :], offset=t)             # 3 x (B, H, 1, E)
         if t >= state.keys.shape[2]:
             raise ValueError(f"cached decoding: length {t + 1} exceeds the cache's max_len "
                              f"{state.keys.shape[2]}")
@@ -123,7 +132,8 @@ class Attention(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, n_heads={self.n_heads}, causal={self.causal}, "
-                f"window={self.window}" + (f", dropout={self.dropout}" if self.dropout else ""))
+                f"window={self.window}" + (f", dropout={self.dropout}" if self.dropout else "")
+                + (", rope=True" if self.rope else ""))
 
 
 @dataclass(kw_only=True)

@@ -38,6 +38,7 @@ __all__ = [
     "attention_core",
     "sliding_window_mask",
     "local_attention",
+    "rotary",
 ]
 
 _FFT_DTYPES = (torch.float32, torch.float64)
@@ -342,3 +343,24 @@ def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, window
     allowed = allowed | ~allowed.any(-1, keepdim=True)
     out = F.scaled_dot_product_attention(q_b, k_b, v_b, attn_mask=allowed, dropout_p=dropout_p)  # (B, H, nb, W, E)
     return out.reshape(bsz, n_heads, n_blocks * w, -1)[:, :, :seq_len]      # (B, H, N, E)
+
+
+def rotary(x: torch.Tensor, offset: int = 0, base: float = 10000.0) -> torch.Tensor:
+    """Rotary position embedding (RoPE, Su et al. 2021) of ``x (B, H, N, E)``, E even.
+
+    Channel pairs ``(i, i + E/2)`` of the token at position ``p = offset + n`` are rotated by
+    the angle ``p * base^(-2i/E)``, so that the dot product of a rotated query and key depends
+    on their positions only through ``p_q - p_k``. Angles are computed in float32 (float64
+    for a float64 ``x``) and cast to ``x``'s dtype.
+    """
+    seq_len, width = x.shape[-2], x.shape[-1]
+    if width % 2:
+        raise ValueError(f"rotary: the head width E must be even, got {width}")
+    half = width // 2
+    exact = torch.float64 if x.dtype == torch.float64 else torch.float32
+    inv_freq = base ** (-torch.arange(half, device=x.device, dtype=exact) / half)          # (E/2,)
+    pos = torch.arange(offset, offset + seq_len, device=x.device, dtype=exact)             # (N,)
+    angle = pos[:, None] * inv_freq[None, :]                                              # (N, E/2)
+    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)                  # (B, H, N, E)

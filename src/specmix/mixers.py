@@ -101,10 +101,11 @@ class SpectralMixer(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model, bias=bias, **factory)
         if gated:   # depthwise taps (C, 1, 3), F.conv1d's layout (as in checkpoints)
             self.short_conv = nn.Parameter(torch.empty(n_streams * d_model, 1, 3, **factory))
+        kernels = self.n_kernels()
         if filter == "frequency":
-            self.filter = FrequencyFilter(d_model, max_len, causal=causal, **factory)
+            self.filter = FrequencyFilter(kernels, max_len, causal=causal, **factory)
         else:
-            self.filter = ImplicitFilter(d_model, causal=causal, decay_len=max_len, **factory)
+            self.filter = ImplicitFilter(kernels, causal=causal, decay_len=max_len, **factory)
         self.reset_parameters()
 
     @torch.no_grad()
@@ -121,14 +122,25 @@ class SpectralMixer(nn.Module):
                 self.short_conv[d: 2 * d, 0, 2] -= 1.0
                 self.short_conv[d: 2 * d, 0, 1] += 1.0
 
+    def n_kernels(self) -> int:
+        """Rows of the filter's kernel: one per channel D (subclasses may share kernels)."""
+        return self.d_model
+
     def _kernel(self, seq_len: int, causal: bool):
+        """``(k, k_f)``: the filter's kernel ``(K, L)`` (K = ``n_kernels()``) and, at inference,
+        its cached spectrum (else None)."""
         if causal == self.causal:
-            k, k_f = self.filter.kernel_for_conv(seq_len)              # (D, L), cached spectrum
-        elif causal:   # a bidirectional filter asked for a causal call: keep lags >= 0 only
-            k, k_f = self.filter.kernel(seq_len)[:, seq_len - 1:], None  # (D, N)
-        else:
-            raise ValueError("SpectralMixer: built with causal=True, it cannot run bidirectionally")
-        return self.expand_heads(k), None if k_f is None else self.expand_heads(k_f)
+            return self.filter.kernel_for_conv(seq_len)                  # (K, L), cached spectrum
+        if causal:     # a bidirectional filter asked for a causal call: keep lags >= 0 only
+            return self.filter.kernel(seq_len)[:, seq_len - 1:], None    # (K, N)
+        raise ValueError("SpectralMixer: built with causal=True, it cannot run bidirectionally")
+
+    def long_conv(self, conv_in: torch.Tensor, causal: bool) -> torch.Tensor:
+        """The long convolution of ``conv_in (B, C, N)``, each kernel serving its channels (see
+        :meth:`expand_heads`), by zero-padded FFTs: ``(B, C, N)``."""
+        k, k_f = self._kernel(conv_in.shape[-1], causal)
+        k_f = None if k_f is None else self.expand_heads(k_f)
+        return fft_conv_cf(conv_in, self.expand_heads(k), causal=causal, k_f=k_f)
 
     def expand_heads(self, k: torch.Tensor) -> torch.Tensor:
         """A per-channel kernel ``(D, L)`` for the ``D h`` convolved channels ``(D h, L)``."""
@@ -219,10 +231,8 @@ class SpectralMixer(nn.Module):
         if shard is not None:
             return self._forward_sharded(x, mask, causal, shard)
         causal = self.causal if causal is None else causal
-        k, k_f = self._kernel(x.shape[1], causal)
         q, conv_in, _ = self._streams(x, mask, causal)
-        y = fft_conv_cf(conv_in, k, causal=causal, k_f=k_f)              # (B, D h, N)
-        return self._project_out(q, y, mask)
+        return self._project_out(q, self.long_conv(conv_in, causal), mask)   # conv (B, D h, N)
 
     def _sharded_kernel(self, seq_len: int, local_len: int, shard: SequenceShard) -> torch.Tensor:
         """This rank's channel block of the causal kernel, ``(D / P, N)``. A length-free

@@ -1,7 +1,8 @@
 """The language model: token embedding -> blocks -> norm -> head, with any mixer per layer.
 
 ``LMConfig.mixers`` is a per-layer pattern: one kind for every layer, or one kind per layer.
-Kinds: ``spectral``, ``spectral-gated``, ``attention``, ``local:W`` (sliding window of W).
+Kinds: ``spectral``, ``spectral-gated``, ``spectral-taylor`` (gated, Taylor-mapped queries and keys:
+the recall mixer), ``attention``, ``local:W`` (sliding window of W).
 Legend: B batch, N sequence, D d_model, V vocabulary.
 """
 from __future__ import annotations
@@ -17,23 +18,25 @@ from torch import nn
 
 from .blocks import Block
 from .attention import Attention
+from .feature_map import TaylorSpectralMixer
 from .mixers import SpectralMixer
 from .sharding import SequenceShard
 from .validation import UsageError, check_fields
 
-MIXER_KINDS = "spectral, spectral-gated, attention or local:W"
+MIXER_KINDS = "spectral, spectral-gated, spectral-taylor, attention or local:W"
+SPECTRAL_KINDS = ("spectral", "spectral-gated", "spectral-taylor")
 
 
 @dataclass(frozen=True)
 class MixerKind:
     """One parsed kind of ``LMConfig.mixers``: ``"local:64"`` -> ``MixerKind("attention", 64)``."""
 
-    name: Literal["spectral", "spectral-gated", "attention"]
+    name: Literal["spectral", "spectral-gated", "spectral-taylor", "attention"]
     window: int | None = None
 
     @classmethod
     def parse(cls, kind: str) -> "MixerKind":
-        if kind in ("spectral", "spectral-gated", "attention"):
+        if kind in SPECTRAL_KINDS + ("attention",):
             return cls(kind)
         if isinstance(kind, str) and kind.startswith("local:") and kind[6:].isdigit() and int(kind[6:]) >= 1:
             return cls("attention", int(kind[6:]))
@@ -55,14 +58,16 @@ class LMConfig:
     filter: Literal["frequency", "implicit"] = field(default="frequency", metadata={
         "help": "spectral filter: frequency (learned response, N <= context) or implicit (length-free)"})
     head_dim: int = field(default=1, metadata={"help": "gated spectral layers: outer-product width "
-                                               "per head (1 = elementwise gate)"})
+                                               "per head (1 = elementwise gate); spectral-taylor: "
+                                               "query/key width per head (>= 2)"})
     mlp_ratio: float = field(default=4.0, metadata={"help": "MLP width / d_model (0 = no MLP)"})
     dropout: float = field(default=0.0, metadata={"help": "dropout after the embedding, on each "
                                                   "residual branch and on attention weights"})
     tie_embeddings: bool = field(default=True, metadata={"help": "share embedding and output weights"})
     norm: Literal["layer", "rms"] = field(default="layer", metadata={"help": "layer or rms"})
-    pos_emb: Literal["auto", "learned", "none"] = field(default="auto", metadata={
-        "help": "auto (learned when any layer attends), learned or none"})
+    pos_emb: Literal["auto", "learned", "rope", "none"] = field(default="auto", metadata={
+        "help": "auto (learned when any layer attends), learned, rope (rotary, inside "
+                "attention layers) or none"})
 
     def __post_init__(self) -> None:
         if isinstance(self.mixers, str):          # "spectral,local:64" from Python or old JSON
@@ -82,6 +87,11 @@ class LMConfig:
             raise UsageError(f"--n-heads {self.n_heads} must divide --d-model {self.d_model}")
         if self.d_model % self.head_dim:
             raise UsageError(f"--head-dim {self.head_dim} must divide --d-model {self.d_model}")
+        if "spectral-taylor" in self.mixers and self.head_dim < 2:
+            raise UsageError(f"--mixers spectral-taylor needs --head-dim >= 2, got {self.head_dim}")
+        if self.pos_emb == "rope" and (self.d_model // self.n_heads) % 2:
+            raise UsageError(f"--pos-emb rope needs an even head width; --d-model {self.d_model} / "
+                             f"--n-heads {self.n_heads} = {self.d_model // self.n_heads}")
 
     def mixer_kinds(self) -> list[MixerKind]:
         """One parsed kind per layer."""
@@ -92,7 +102,13 @@ class LMConfig:
         """The kinds in ``mixers`` that attend (``attention``, ``local:W``), as written."""
         return tuple(k for k in self.mixers if MixerKind.parse(k).name == "attention")
 
+    def unshardable_kinds(self) -> tuple[str, ...]:
+        """The kinds that context parallelism cannot split: attention (it would need ring
+        attention) and spectral-taylor (per-head kernels), as written."""
+        return tuple(k for k in self.mixers if MixerKind.parse(k).name in ("attention", "spectral-taylor"))
+
     def uses_positions(self) -> bool:
+        """Whether the model adds learned position embeddings (rope rotates inside attention)."""
         if self.pos_emb == "auto":
             return bool(self.attention_kinds())
         return self.pos_emb == "learned"
@@ -117,7 +133,10 @@ class LMConfig:
 
 def build_mixer(kind: MixerKind, cfg: LMConfig) -> nn.Module:
     if kind.name == "attention":
-        return Attention(cfg.d_model, cfg.n_heads, causal=True, window=kind.window, dropout=cfg.dropout)
+        return Attention(cfg.d_model, cfg.n_heads, causal=True, window=kind.window, dropout=cfg.dropout,
+                         rope=cfg.pos_emb == "rope")
+    if kind.name == "spectral-taylor":
+        return TaylorSpectralMixer(cfg.d_model, cfg.context, head_dim=cfg.head_dim, filter=cfg.filter)
     gated = kind.name == "spectral-gated"
     return SpectralMixer(cfg.d_model, cfg.context, causal=True, filter=cfg.filter, gated=gated,
                          head_dim=cfg.head_dim if gated else 1)
@@ -174,10 +193,10 @@ class SpecMixLM(nn.Module):
             raise ValueError(f"sequence length N={idx.shape[1]} exceeds context={self.config.context}")
 
     def _check_shard(self, idx: torch.Tensor, shard: SequenceShard) -> None:
-        attends = self.config.attention_kinds()
-        if attends:
-            raise UsageError(f"context parallelism supports spectral layers only; {attends[0]!r} layers "
-                             "would need ring attention")
+        refused = self.config.unshardable_kinds()
+        if refused:
+            raise UsageError(f"context parallelism supports spectral and spectral-gated layers only, "
+                             f"not {refused[0]!r}")
         if not isinstance(idx, torch.Tensor) or idx.dtype != torch.long or idx.dim() != 2:
             raise ValueError("idx must be this rank's int64 slice (B, N / P) of each sequence")
         if idx.shape[1] * shard.world > self.config.context:
@@ -192,10 +211,17 @@ class SpecMixLM(nn.Module):
         return self.drop(x)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
-                shard: SequenceShard | None = None):
+                shard: SequenceShard | None = None, scored_only: bool = False):
         """With a ``shard`` (context parallelism) ``idx`` and ``targets`` are this rank's slice
         ``(B, N / P)`` of each sequence: the logits are the slice's and the loss is the mean
-        over the slice's scored targets (the caller weights slices into the global mean)."""
+        over the slice's scored targets (the caller weights slices into the global mean).
+
+        ``scored_only`` (needs ``targets``): the head runs only where ``targets != -1`` and the
+        logits are those rows, ``(S, V)`` in row-major order of the scored positions; the loss
+        is the same. A sparse task (MQAR scores about 1/16 of its positions) then pays for the
+        head, often the largest GEMM at a large vocabulary, only where it is scored."""
+        if scored_only and targets is None:
+            raise ValueError("SpecMixLM.forward: scored_only=True needs targets")
         if shard is None:
             self._check_idx(idx)
         else:
@@ -203,7 +229,10 @@ class SpecMixLM(nn.Module):
         x = self.embed(idx, offset=0 if shard is None else shard.start(idx.shape[1]))
         for block in self.blocks:
             x = block(x) if shard is None else block(x, shard=shard)
-        logits = self.head(self.norm(x))                               # (B, N, V)
+        if scored_only:
+            scored = targets != -1                                     # (B, N)
+            x, targets = x[scored], targets[scored]                    # (S, D), (S,)
+        logits = self.head(self.norm(x))                               # (B, N, V) or (S, V)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),

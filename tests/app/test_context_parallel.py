@@ -35,6 +35,7 @@ def test_two_process_context_parallel_matches_single_process(tmp_path, data, rea
     ({"context": 33}, "--context 33 must be divisible by --context-parallel 2"),
     ({"d_model": 33, "n_heads": 1}, "--d-model 33 must be divisible"),
     ({"mixers": ("spectral", "local:8")}, "ring attention"),
+    ({"mixers": ("spectral", "spectral-taylor"), "head_dim": 4}, "not 'spectral-taylor'"),
 ])
 def test_what_context_parallelism_cannot_run_is_named(change, message):
     cfg = LMConfig(**{"d_model": 32, "n_layers": 2, "context": 32, **change})

@@ -33,10 +33,10 @@ def check_context_parallel(model_cfg, parts: int, compile_model: bool) -> None:
     if model_cfg.d_model % parts:
         raise UsageError(f"--d-model {model_cfg.d_model} must be divisible by --context-parallel {parts} "
                          "(the long convolutions run on d_model / P channels per process)")
-    attends = model_cfg.attention_kinds()
-    if attends:
-        raise UsageError(f"--context-parallel supports spectral and spectral-gated layers; {attends[0]!r} "
-                         "layers would need ring attention")
+    refused = model_cfg.unshardable_kinds()
+    if refused:
+        raise UsageError(f"--context-parallel supports spectral and spectral-gated layers, not {refused[0]!r}"
+                         + (" (it would need ring attention)" if "spectral-taylor" not in refused[0] else ""))
     if compile_model:
         raise UsageError("--compile is not supported with --context-parallel (the all-to-alls "
                          "break the graph); drop one of them")

@@ -186,3 +186,23 @@ def plot_quality(report: dict, path: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, path)
+
+
+def plot_mqar(report: dict, path: str) -> None:
+    """MQAR accuracy vs training examples, one panel per (seq, pairs), the best lr per cell."""
+    plt = _pyplot()
+    tasks = sorted({(c["seq_len"], c["kv_pairs"]) for c in report["cells"]})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 4), squeeze=False)
+    for ax, (seq, pairs) in zip(axes[0], tasks):
+        for c in (c for c in report["cells"] if (c["seq_len"], c["kv_pairs"]) == (seq, pairs)):
+            curve = c["best"]["curve"]
+            ax.plot([p["examples"] for p in curve], [p["acc"] for p in curve], "o-", ms=3,
+                    label=f"{c['model']} d{c['d_model']}")
+        ax.axhline(0.9, color="gray", ls=":", lw=1)
+        ax.set_title(f"MQAR ({seq} tokens, {pairs} pairs)")
+        ax.set_xlabel("training examples")
+        ax.set_ylabel("accuracy over queries")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    save_figure(fig, path)

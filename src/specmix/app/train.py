@@ -134,8 +134,14 @@ def evaluate(model: SpecMixLM, data, split: str, cfg: TrainConfig, device,
     was_training = model.training
     model.eval()
     losses, answer_hits, hits, scored = [], 0, 0, 0
+    sparse = task and not answers and sharded is None     # mqar: the head only where scored
     for _ in range(cfg.eval_batches):
         x, y = data.batch(split, cfg.batch_size, model.config.context, rng, device)
+        if sparse:
+            logits, loss = model(x, y, scored_only=True)               # (S, V)
+            losses.append(loss)
+            hits, scored = hits + int((logits.argmax(-1) == y[y != IGNORE]).sum()), scored + logits.shape[0]
+            continue
         logits, loss = model(x, y) if sharded is None else sharded(x, y)
         losses.append(loss if sharded is None else sharded.reduce(loss))
         if sharded is not None:
@@ -240,12 +246,13 @@ def _optimizer_step(run: _Run, stepper, data, cfg: TrainConfig, dist: Dist, devi
         group["lr"] = get_lr(run.step, cfg, elapsed_s)
     x, y = _local_batch(data, cfg, run, dist, device)                   # (rows, N) each
     scored = (y != IGNORE).sum()
+    sparse = isinstance(data, TaskData) and not isinstance(stepper, ContextParallel)   # head where scored
     total = torch.zeros((), device=device)
     for i, (xm, ym) in enumerate(zip(x.chunk(cfg.grad_accum), y.chunk(cfg.grad_accum))):
         last = i == cfg.grad_accum - 1
         with (stepper.no_sync() if hasattr(stepper, "no_sync") and not last else contextlib.nullcontext()), \
                 precision.autocast():
-            _, loss = stepper(xm, ym)
+            _, loss = stepper(xm, ym) if not sparse else stepper(xm, ym, scored_only=True)
         loss = loss * ((ym != IGNORE).sum() / scored)       # micro means weighted to the global mean
         (scaler.scale(loss) if scaler else loss).backward()
         total += loss.detach()
