@@ -4,7 +4,7 @@ Every path is checked against the full forward (with folds forced every few toke
 import pytest
 import torch
 
-from specmix import Attention, Block, ConvCache, SpectralMixer
+from specmix import Attention, Block, ConvCache, SpectralMixer, TaylorSpectralMixer
 from specmix.functional import fft_conv_ref
 from specmix.model import SpecMixLM
 
@@ -32,6 +32,7 @@ MIXERS = {
     "spectral-gated": lambda: SpectralMixer(16, 30, gated=True),
     "spectral-gated-heads": lambda: SpectralMixer(16, 30, gated=True, head_dim=4),
     "spectral-implicit": lambda: SpectralMixer(16, 30, gated=True, filter="implicit"),
+    "spectral-taylor": lambda: TaylorSpectralMixer(16, 30, head_dim=4),
     "attention": lambda: Attention(16, 4),
     "local": lambda: Attention(16, 2, window=5),
 }

@@ -86,19 +86,6 @@ def test_padding_does_not_change_real_positions():
     assert (out[:, 23:] == 0).all()
 
 
-@pytest.mark.parametrize("wrap", ["mixer", "block"])
-def test_prefill_then_step_equals_forward(wrap, monkeypatch):
-    monkeypatch.setattr("specmix.decoding.MIN_FOLD_BLOCK", 2)
-    layer = taylor() if wrap == "mixer" else Block(D, taylor()).double()
-    x = torch.randn(2, 30, D, dtype=torch.float64)
-    with torch.no_grad():
-        full = layer(x)
-        y, state = layer.prefill(x[:, :9], 30)
-        assert_close(y, full[:, :9], what="prefill")
-        for t in range(9, 30):
-            assert_close(layer.step(x[:, t], state), full[:, t], what=f"step {t}")
-
-
 def test_masked_prefill_and_step_match_forward():
     mixer = taylor()
     x = torch.randn(2, 12, D, dtype=torch.float64)

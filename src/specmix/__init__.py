@@ -13,9 +13,10 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "fft_conv": "functional", "fft_conv_cf": "functional", "fft_conv_ref": "functional",
     "attention_core": "functional", "local_attention": "functional",
-    "next_fast_len": "functional",
+    "next_fast_len": "functional", "rotary": "functional",
     "FrequencyFilter": "filters", "ImplicitFilter": "filters",
-    "SpectralMixer": "mixers", "SpectralState": "mixers", "Attention": "attention",
+    "SpectralMixer": "mixers", "SpectralState": "mixers", "TaylorSpectralMixer": "feature_map",
+    "Attention": "attention",
     "AttentionState": "attention",
     "MLP": "blocks", "Block": "blocks",
     "ConvCache": "decoding",

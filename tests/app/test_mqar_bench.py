@@ -21,3 +21,11 @@ def test_smoke_tier_writes_json_and_a_table(tmp_path):
     table = format_mqar(saved)
     assert "| attention | (16, 2) | 16 |" in table and "spectral-taylor hd4" in table
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_second_sweep_extends_the_first(tmp_path):
+    run_tier("smoke", "cpu", str(tmp_path), only="attention")
+    report = run_tier("smoke", "cpu", str(tmp_path), only="attention", lrs=(1e-2,))
+    (cell,) = report["cells"]
+    assert cell["lrs"] == [3e-3, 1e-2] and len(cell["runs"]) == 2
+    assert cell["best"]["acc"] == max(r["acc"] for r in cell["runs"])

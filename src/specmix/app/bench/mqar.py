@@ -118,26 +118,48 @@ def _train_cell(cell: Cell, lr: float, device: str, out: str) -> dict:
             "wall_s": time.perf_counter() - start, "params": None}
 
 
-def run_tier(tier: str, device: str, out: str, only: str | None = None) -> dict:
-    """Run every cell of ``tier`` (or those whose model name contains ``only``); rewrite
-    ``out/mqar.json`` after each run. The best learning rate per cell is kept."""
+def _key(cell: dict) -> tuple:
+    return cell["model"], cell["seq_len"], cell["kv_pairs"], cell["d_model"]
+
+
+def _previous(path: str, tier: str, device: str) -> list[dict]:
+    """The cells of an earlier run of the same tier and device in ``path`` (else none)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        old = json.load(f)
+    return old["cells"] if (old.get("tier"), old.get("device")) == (tier, device) else []
+
+
+def run_tier(tier: str, device: str, out: str, only: str | None = None,
+             lrs: tuple[float, ...] | None = None) -> dict:
+    """Run every cell of ``tier`` (or those whose model name contains ``only``), at the cell's
+    learning rates or ``lrs``; rewrite ``out/mqar.json`` after each run. Cells and runs of an
+    earlier sweep of the same tier in ``out`` are kept (a run at the same lr is replaced), so
+    a sweep can be extended or resumed; the best learning rate per cell is reported."""
     os.makedirs(out, exist_ok=True)
-    report = {"tier": tier, "device": device, "vocab": VOCAB, "batch": BATCH, "cells": []}
+    path = os.path.join(out, "mqar.json")
+    report = {"tier": tier, "device": device, "vocab": VOCAB, "batch": BATCH,
+              "cells": _previous(path, tier, device)}
     for cell in TIERS[tier]():
         if only and only not in cell.model:
             continue
-        runs = []
-        for lr in cell.lrs:
+        before = next((c for c in report["cells"] if _key(c) == _key(dataclasses.asdict(cell))), None)
+        runs = [] if before is None else [r for r in before["runs"] if r["lr"] not in (lrs or cell.lrs)]
+        for lr in lrs or cell.lrs:
             run_dir = os.path.join(out, "runs", f"{cell.model}-{cell.seq_len}-{cell.kv_pairs}-{cell.d_model}-{lr}"
                                    .replace(" ", "_").replace("(", "").replace(")", "").replace("+", ""))
             runs.append(_train_cell(cell, lr, device, run_dir))
             shutil.rmtree(run_dir, ignore_errors=True)        # checkpoints are not kept
             entry = dict(dataclasses.asdict(cell), runs=runs,
                          best=max(runs, key=lambda r: (r["acc"], -(r["examples_to_0.9"] or 1e18))))
-            cells = [c for c in report["cells"] if (c["model"], c["seq_len"], c["d_model"]) !=
-                     (cell.model, cell.seq_len, cell.d_model)]
-            report["cells"] = cells + [entry]
-            atomic_write_text(os.path.join(out, "mqar.json"), json.dumps(report, indent=2) + "\n")
+            entry["lrs"] = sorted(r["lr"] for r in runs)
+            at = next((i for i, c in enumerate(report["cells"]) if _key(c) == _key(entry)), None)
+            if at is None:
+                report["cells"].append(entry)
+            else:
+                report["cells"][at] = entry
+            atomic_write_text(path, json.dumps(report, indent=2) + "\n")
             print(f"mqar {cell.model} ({cell.seq_len},{cell.kv_pairs}) d{cell.d_model} lr {lr}: "
                   f"acc {runs[-1]['acc']:.3f}, to 0.9 {runs[-1]['examples_to_0.9']}", flush=True)
     optional_plot("plot_mqar", report, os.path.join(out, "mqar.png"))
@@ -173,11 +195,13 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     run.add_argument("--out", required=True)
     run.add_argument("--only", default=None, help="only the models whose name contains this")
+    run.add_argument("--lrs", default=None, help="comma list of learning rates instead of the cells' own")
     rep = sub.add_parser("report", help="print the table of DIR/mqar.json")
     rep.add_argument("dir")
     args = parser.parse_args(argv)
     if args.cmd == "run":
-        print(format_mqar(run_tier(args.tier, args.device, args.out, args.only)))
+        lrs = None if args.lrs is None else tuple(float(v) for v in args.lrs.split(","))
+        print(format_mqar(run_tier(args.tier, args.device, args.out, args.only, lrs)))
     else:
         with open(os.path.join(args.dir, "mqar.json")) as f:
             print(format_mqar(json.load(f)))
