@@ -168,7 +168,7 @@ def run_tier(tier: str, device: str, out: str, only: str | None = None,
 
 def format_mqar(report: dict) -> str:
     head = ["model", "(seq, pairs)", "d_model", "budget (examples)", "accuracy at budget",
-            "examples to 0.9", "best lr", "tokens/s", "Zoology (d 128)"]
+            "examples to 0.9", "best lr (tried)", "tokens/s", "Zoology (d 128)"]
     rows = []
     for c in report["cells"]:
         b = c["best"]
@@ -177,7 +177,8 @@ def format_mqar(report: dict) -> str:
                      f"{b['acc']:.3f}" + ("" if b["examples_seen"] >= c["examples"] else
                                           f" (stopped at {b['examples_seen']:,})"),
                      "not reached" if b["examples_to_0.9"] is None else f"{b['examples_to_0.9']:,}",
-                     f"{b['lr']:g}", f"{b['tokens_per_s']:,.0f}",
+                     f"{b['lr']:g} (of {', '.join(format(r['lr'], 'g') for r in c['runs'])})",
+                     f"{b['tokens_per_s']:,.0f}",
                      ", ".join(f"{k} {v:.2f}" for k, v in zoo.items()) if c["d_model"] == 128 else ""])
     lines = markdown_table(head, rows)
     lines += ["", f"tier {report['tier']} on {report['device']}: vocabulary {report['vocab']}, batch "
