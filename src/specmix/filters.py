@@ -108,7 +108,9 @@ class FrequencyFilter(_KernelFilter):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        taps = decaying_kernel(self.d_model, self.max_len)               # (D, max_len) lags >= 0
+        # float64 taps and spectrum: the response is then exact to its storage dtype (a float32
+        # rfft left the symmetric bidirectional start asymmetric by ~1e-8 on some CPUs)
+        taps = decaying_kernel(self.d_model, self.max_len, dtype=torch.float64)   # (D, max_len) lags >= 0
         if not self.causal:   # symmetric start: the same taps for look-back and look-ahead
             gap = self.n_grid - (2 * self.max_len - 1)                   # unused lags, zero
             taps = torch.cat([taps, taps.new_zeros(self.d_model, gap), taps[:, 1:].flip(-1)], dim=-1)
