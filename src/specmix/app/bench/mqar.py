@@ -115,7 +115,7 @@ def _train_cell(cell: Cell, lr: float, device: str, out: str) -> dict:
     return {"lr": lr, "acc": curve[-1]["acc"], "best_acc": max(p["acc"] for p in curve),
             "examples_to_0.9": reached, "examples_seen": curve[-1]["examples"], "curve": curve,
             "tokens_per_s": sum(m["tokens_per_s"] for m in metrics) / len(metrics),
-            "wall_s": time.perf_counter() - start, "params": None}
+            "wall_s": time.perf_counter() - start}
 
 
 def _key(cell: dict) -> tuple:
