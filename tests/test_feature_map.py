@@ -27,10 +27,9 @@ def test_taylor_features_approximate_the_exponential_kernel():
 
 def reference(mixer: TaylorSpectralMixer, x: torch.Tensor) -> torch.Tensor:
     """The stated formula with loops over heads, time and lags."""
-    q, conv_in, _ = mixer._streams(x, None, True)
+    q, _, u = mixer._streams(x, None, True)
     bsz, d, n = q.shape
     h = mixer.head_dim
-    _, _, u = mixer._streams(x, None, True)
     k, v = mixer._short_conv(u, True, None).chunk(3, dim=1)[1:]
     kernel = mixer.filter.kernel(n)                                           # (H, N)
     out = []
