@@ -23,21 +23,13 @@ from .decoding import ConvCache
 from .filters import FrequencyFilter, ImplicitFilter
 from .attention import Attention, AttentionState  # noqa: F401  (re-exported: the mixers' one home)
 from .functional import fft_conv_cf
+from .short_conv import short_conv
 from .sharding import SequenceShard, channels_to_seq, previous_tail, seq_to_channels
 from .tokens import check_tokens, zero_padding
 
 __all__ = ["SpectralMixer", "SpectralState", "Attention", "AttentionState", "check_tokens"]
 
 FILTERS = ("frequency", "implicit")
-
-
-def _causal_taps(u: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """``out[t] = taps[:, 2] u[t] + taps[:, 1] u[t - 1] + taps[:, 0] u[t - 2]`` (zeros before 0);
-    ``u (B, C, N)``, ``taps (C, 3)``."""
-    out = u * taps[:, 2, None]
-    out[..., 1:] += u[..., :-1] * taps[:, 1, None]
-    out[..., 2:] += u[..., :-2] * taps[:, 0, None]
-    return out
 
 
 class SpectralMixer(nn.Module):
@@ -177,23 +169,17 @@ class SpectralMixer(nn.Module):
         return torch.baddbmm(self.in_proj.bias[None, :, None], weight, x.transpose(1, 2))
 
     def _short_conv(self, u: torch.Tensor, causal: bool, history: torch.Tensor | None) -> torch.Tensor:
-        """Depthwise 3-tap convolution of ``u (B, C, N)`` as three shifted multiply-adds (tap j
-        multiplies ``u[t - 2 + j]`` causal, ``u[t - 1 + j]`` bidirectional); ``history (B, C, 2)``,
-        the two inputs before ``u`` (decoding), replaces the causal zero padding."""
-        taps = self.short_conv[:, 0, :].to(u.dtype)                     # (C, 3)
+        """Depthwise 3-tap convolution of ``u (B, C, N)`` (:func:`short_conv`): tap j multiplies
+        ``u[t - 2 + j]`` causal, ``u[t - 1 + j]`` bidirectional (a causal call drops the
+        look-ahead tap). ``history (B, C, 2)``, the two inputs before ``u`` (decoding, a
+        context-parallel halo), replaces the causal zero padding."""
+        taps = self.short_conv[:, 0, :]                                 # (C, 3)
         if not self.causal:
-            out = u * taps[:, 1, None]
-            out[..., 1:] += u[..., :-1] * taps[:, 0, None]
-            if not causal:                                              # a causal call drops the look-ahead tap
-                out[..., :-1] += u[..., 1:] * taps[:, 2, None]
-            return out
-        out = _causal_taps(u, taps)
-        if history is not None:       # decoding or a context-parallel halo: the two inputs before u
-            h = history.to(u.dtype)                                     # (B, C, 2)
-            out[..., 0] += h[..., 1] * taps[:, 1] + h[..., 0] * taps[:, 0]
-            if u.shape[-1] > 1:
-                out[..., 1] += h[..., 1] * taps[:, 0]
-        return out
+            return short_conv(u, taps, 1) if not causal else short_conv(u, taps[:, :2], 1)
+        if history is None:
+            return short_conv(u, taps, 2)
+        full = torch.cat([history.to(u.dtype), u], dim=-1)              # (B, C, 2 + N)
+        return short_conv(full, taps, 2)[..., 2:]
 
     def _streams(self, x: torch.Tensor, mask: torch.Tensor | None, causal: bool,
                  history: torch.Tensor | None = None, shard: SequenceShard | None = None):
