@@ -160,13 +160,16 @@ class SpectralMixer(nn.Module):
 
     def project_in(self, x: torch.Tensor) -> torch.Tensor:
         """The input projection, channels-first: ``(B, N, D) -> (B, C, N)``, C = 3D gated, D not.
-        One batched GEMM (bias fused) writes (B, C, N) directly, so FFTs and the short conv run
-        along contiguous rows with no transpose copies."""
+        One batched GEMM writes (B, C, N) directly, so FFTs and the short conv run along
+        contiguous rows with no transpose copies. The bias is added after the GEMM in the
+        output's dtype: ``baddbmm`` first copied the broadcast bias into the whole output and,
+        under autocast, its backward cast the whole (B, C, N) gradient to float32 to sum it."""
         bsz = x.shape[0]
         weight = self.in_proj.weight.expand(bsz, *self.in_proj.weight.shape)   # (B, C, D), no copy
+        u = torch.bmm(weight, x.transpose(1, 2))                               # (B, C, N)
         if self.in_proj.bias is None:
-            return torch.bmm(weight, x.transpose(1, 2))                        # (B, C, N)
-        return torch.baddbmm(self.in_proj.bias[None, :, None], weight, x.transpose(1, 2))
+            return u
+        return u + self.in_proj.bias.to(u.dtype)[:, None]
 
     def _short_conv(self, u: torch.Tensor, causal: bool, history: torch.Tensor | None) -> torch.Tensor:
         """Depthwise 3-tap convolution of ``u (B, C, N)`` (:func:`short_conv`): tap j multiplies
