@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from helpers import assert_close, assert_same_grads
 from specmix.filters import FrequencyFilter, ImplicitFilter, decaying_kernel
 
 
@@ -93,3 +94,48 @@ def test_frequency_filter_gradients_match_the_numpy_reference(max_len, seq_len):
     np.testing.assert_allclose(y.detach().numpy(), ref_y, atol=1e-12)
     np.testing.assert_allclose(dx.numpy(), ref_dx, atol=1e-12)
     np.testing.assert_allclose(dresp.numpy(), ref_dresp, atol=1e-12)
+
+
+@pytest.mark.parametrize("causal,call_causal", [(True, None), (False, None), (False, True)])
+@pytest.mark.parametrize("seq_len,max_len", [(16, 16), (21, 24), (33, 33), (9, 40)])
+def test_fused_convolve_equals_kernel_then_conv(monkeypatch, causal, call_causal, seq_len, max_len):
+    """FrequencyFilter.convolve (kernel rows per channel chunk, recomputed in backward) equals
+    fft_conv_cf with the materialised kernel in values and in the gradients of x and the
+    response, chunked (7 chunks of 1 row) and unchunked, wrap-corrected lengths (33) too."""
+    import specmix.functional as fn
+    from specmix.functional import fft_conv_cf
+    torch.manual_seed(seq_len)
+    filt = FrequencyFilter(7, max_len, causal=causal).double()
+    x = torch.randn(2, 7, seq_len, dtype=torch.float64, requires_grad=True)
+    use_causal = causal if call_causal is None else call_causal
+    for rows in (1, 64):
+        monkeypatch.setattr(fn, "MIN_CHUNK_ROWS", rows)
+        monkeypatch.setattr(fn, "CHUNK_ELEMS_TRAIN", 1)
+        kernel = filt.kernel(seq_len)
+        kernel = kernel[:, seq_len - 1:] if use_causal and not causal else kernel
+        ref = fft_conv_cf(x, kernel, causal=use_causal)
+        y = filt.convolve(x, call_causal)
+        assert_close(y, ref, what=f"fused convolve, chunks of {rows}")
+        assert_same_grads(y, ref, [x, filt.response], what="fused convolve")
+
+
+def test_fused_convolve_gradcheck():
+    filt = FrequencyFilter(3, 10).double()
+    x = torch.randn(1, 3, 10, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, r: _convolve_with(filt, a, r), (x, filt.response.detach().clone().requires_grad_()))
+
+
+def _convolve_with(filt, x, response):
+    from specmix.functional import fft_conv_rows_cf
+    return fft_conv_rows_cf(x, lambda resp: filt._kernel_from(resp, x.shape[-1]), (response,), x.shape[-1])
+
+
+def test_fused_convolve_bad_arguments():
+    filt = FrequencyFilter(4, 8)
+    with pytest.raises(ValueError, match="exceeds max_len=8"):
+        filt.convolve(torch.randn(1, 4, 9))
+    with pytest.raises(ValueError, match="cannot run bidirectionally"):
+        filt.convolve(torch.randn(1, 4, 8), causal=False)
+    from specmix.functional import fft_conv_rows_cf
+    with pytest.raises(ValueError, match="dim 0 = D = 4"):
+        fft_conv_rows_cf(torch.randn(1, 4, 8), lambda r: r, (torch.randn(3, 8),), 8)

@@ -38,6 +38,7 @@ class ConvCache:
     """Exact incremental causal convolution ``y[t] = sum_{s <= t} kernel[:, t - s] * u[s]``."""
 
     kernel: torch.Tensor        # (C, max_len) lags 0..max_len-1
+    reversed_kernel: torch.Tensor  # (C, max_len) lags max_len-1..0, in the inputs' dtype (step's direct sum)
     inputs: torch.Tensor        # (B, C, max_len) inputs so far in [:, :, :length]
     length: int                 # inputs so far
     folded: int                 # inputs [0, folded) enter the outputs through `ahead`
@@ -66,7 +67,8 @@ class ConvCache:
         inputs[:, :, :n] = u
         block = min(fold_block(n), max_len - n)
         full = fft_conv_cf(F.pad(u, (0, block)), kernel[:, : n + block], causal=True)  # (B, C, N + block)
-        cache = cls(kernel=kernel, inputs=inputs, length=n, folded=n, ahead=full[:, :, n:], block=block)
+        cache = cls(kernel=kernel, reversed_kernel=kernel.flip(-1).to(u.dtype), inputs=inputs, length=n,
+                    folded=n, ahead=full[:, :, n:], block=block)
         return full[:, :, :n], cache
 
     def fold(self) -> None:
@@ -89,6 +91,6 @@ class ConvCache:
             self.fold()
         self.inputs[:, :, t] = u_t
         recent = self.inputs[:, :, self.folded: t + 1]                     # (B, C, r) inputs folded..t
-        lags = self.kernel[:, : t + 1 - self.folded].flip(-1).to(recent.dtype)  # (C, r) lag t - s at s
+        lags = self.reversed_kernel[:, self.max_len - recent.shape[-1]:]     # (C, r) lag t - s at s, a view
         self.length = t + 1
         return (recent * lags).sum(-1) + self.ahead[:, :, t - self.folded]  # (B, C)

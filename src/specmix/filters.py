@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from .functional import fft_conv_len, next_fast_len
+from .functional import fft_conv_len, fft_conv_rows_cf, next_fast_len
 
 __all__ = ["FrequencyFilter", "ImplicitFilter", "decaying_kernel"]
 
@@ -120,20 +120,43 @@ class FrequencyFilter(_KernelFilter):
     def kernel(self, seq_len: int, channels: slice = slice(None)) -> torch.Tensor:
         """The kernel for length N; ``channels`` selects a block of rows (only theirs are
         transformed: context parallelism keeps one block per rank)."""
+        return self._kernel_from(self.response[channels], self._check_len(seq_len))
+
+    def _check_len(self, seq_len: int) -> int:
         _check_seq_len(seq_len)
         if seq_len > self.max_len:
             raise ValueError(f"sequence length N={seq_len} exceeds max_len={self.max_len} of "
                              "FrequencyFilter; build the layer with a larger max_len or use "
                              "filter='implicit'")
-        resp = self.response[channels]                                    # (D, F, 2)
-        if resp.dtype not in (torch.float32, torch.float64):   # FFTs never run in half precision
-            resp = resp.float()
-        resp = torch.view_as_complex(resp.contiguous())                  # (D, F) complex
-        circ = torch.fft.irfft(resp, n=self.n_grid)                      # (D, n_grid) lag m at m
+        return seq_len
+
+    def _kernel_from(self, response: torch.Tensor, seq_len: int) -> torch.Tensor:
+        """The kernel rows of ``response`` rows ``(C, F, 2)``: ``(C, N)`` causal, ``(C, 2N-1)``."""
+        if response.dtype not in (torch.float32, torch.float64):   # FFTs never run in half precision
+            response = response.float()
+        resp = torch.view_as_complex(response.contiguous())             # (C, F) complex
+        circ = torch.fft.irfft(resp, n=self.n_grid)                      # (C, n_grid) lag m at m
         if self.causal:
-            return circ[:, :seq_len]                                     # (D, N) lags 0..N-1
+            return circ[:, :seq_len]                                     # (C, N) lags 0..N-1
         ahead = circ[:, self.n_grid - (seq_len - 1):]                    # lags -(N-1)..-1
-        return torch.cat([ahead, circ[:, :seq_len]], dim=-1)             # (D, 2N-1) centred
+        return torch.cat([ahead, circ[:, :seq_len]], dim=-1)             # (C, 2N-1) centred
+
+    def convolve(self, x_t: torch.Tensor, causal: bool | None = None) -> torch.Tensor:
+        """``fft_conv_cf(x_t, kernel(N))`` for ``x_t (..., D, N)``, fused: each channel chunk
+        computes its kernel rows and backward recomputes them, so in training neither the
+        kernel nor its gradient is ever held at full size (the filter's own convolution).
+        ``causal=True`` on a bidirectional filter keeps only its lags >= 0."""
+        seq_len = self._check_len(x_t.shape[-1])
+        causal = self.causal if causal is None else causal
+        if causal == self.causal:
+            n_taps = seq_len if causal else 2 * seq_len - 1
+            rows = lambda resp: self._kernel_from(resp, seq_len)        # noqa: E731
+        elif causal:
+            n_taps = seq_len
+            rows = lambda resp: self._kernel_from(resp, seq_len)[:, seq_len - 1:]  # noqa: E731
+        else:
+            raise ValueError("FrequencyFilter.convolve: a causal filter cannot run bidirectionally")
+        return fft_conv_rows_cf(x_t, rows, (self.response,), n_taps, causal=causal)
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, max_len={self.max_len}, causal={self.causal}"

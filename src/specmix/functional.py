@@ -33,6 +33,7 @@ __all__ = [
     "next_fast_len",
     "fft_conv",
     "fft_conv_cf",
+    "fft_conv_rows_cf",
     "fft_conv_len",
     "fft_conv_ref",
     "attention_core",
@@ -149,56 +150,103 @@ class _FFTConv(torch.autograd.Function):
     (a correlation with k) and ``dk = irfft(sum_batch rfft(dy) * conj(rfft(x)))[:L]``.
     Work runs in channel chunks (see ``CHUNK_ELEMS_TRAIN``); only x and k are saved, spectra
     are recomputed per chunk, so the extra memory is the output plus one chunk's buffers.
+
+    Fused filter (``rows`` given, ``k`` None): the kernel is never materialised. ``rows(*p)``
+    maps the chunk's rows of each parameter in ``params`` (dim 0 = channel) to the chunk's
+    kernel rows ``(C, L)``; backward recomputes them and backpropagates the chunk's kernel
+    gradient into those rows, so neither the kernel nor its gradient exists at full size.
     """
 
     @staticmethod
-    def forward(ctx, x_t, k, k_f, n_fft: int, start: int, wrap: int = 0):
-        seq_len, n_taps = x_t.shape[-1], k.shape[-1]
-        chunks = _channel_chunks(x_t, n_fft, training=any(ctx.needs_input_grad[:2]))
-        ctx.save_for_backward(x_t, k)
-        ctx.shape = (seq_len, n_taps, n_fft, start, wrap)
+    def forward(ctx, x_t, k, k_f, n_fft: int, start: int, wrap: int, rows, *params):
+        seq_len = x_t.shape[-1]
+        chunks = _channel_chunks(x_t, n_fft, training=any(ctx.needs_input_grad[:2]) or
+                                 any(ctx.needs_input_grad[7:]))
+        ctx.save_for_backward(x_t, k, *params)
+        ctx.rows = rows
         y = x_t.new_empty(x_t.shape) if len(chunks) > 1 else None     # (..., D, N)
         for c in chunks:
-            kf_c = k_f[c] if k_f is not None else torch.fft.rfft(k[c], n=n_fft)  # (C, F)
+            k_c = k[c] if rows is None else rows(*(p[c] for p in params))   # (C, L)
+            n_taps = k_c.shape[-1]
+            kf_c = k_f[c] if k_f is not None else torch.fft.rfft(k_c, n=n_fft)  # (C, F)
             y_f = torch.fft.rfft(x_t[..., c, :], n=n_fft).mul_(kf_c)   # (..., C, F) complex
             y_c = torch.fft.irfft(y_f, n=n_fft)[..., start:start + seq_len]  # (..., C, N)
+            if wrap:                # circular at n_fft: remove the r wrapped-around outputs
+                y_c[..., :wrap] -= _wrapped_outputs(x_t[..., c, seq_len - wrap:], k_c[:, n_taps - wrap:])
             if y is None:
                 y = y_c             # one chunk: a view into the irfft buffer, no copy
                 break
             y[..., c, :] = y_c
-        if wrap:                    # circular at n_fft: remove the r wrapped-around outputs
-            y[..., :wrap] -= _wrapped_outputs(x_t[..., seq_len - wrap:], k[:, n_taps - wrap:])
+        ctx.shape = (seq_len, n_taps, n_fft, start, wrap)
         return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
-        x_t, k = ctx.saved_tensors
+        x_t, k, *params = ctx.saved_tensors
+        rows = ctx.rows
         seq_len, n_taps, n_fft, start, wrap = ctx.shape
         need_dx, need_dk = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        need_dp = [rows is not None and need for need in ctx.needs_input_grad[7:]]
         dx = x_t.new_empty(x_t.shape) if need_dx else None             # (..., D, N)
         dk = k.new_empty(k.shape) if need_dk else None                 # (D, L)
+        dparams = [p.new_zeros(p.shape) if need else None for p, need in zip(params, need_dp)]
         for c in _channel_chunks(x_t, n_fft, training=True):
-            dy_c = dy[..., c, :]
-            dy_f = torch.fft.rfft(F.pad(dy_c, (start, 0)) if start else dy_c, n=n_fft)
-            if need_dk:
-                prod = torch.fft.rfft(x_t[..., c, :], n=n_fft).conj_physical_().mul_(dy_f)
-                prod = prod.reshape(-1, *prod.shape[-2:]).sum(0) if prod.dim() > 2 else prod
-                dk[c] = torch.fft.irfft(prod, n=n_fft)[:, :n_taps]     # (C, L)
+            if rows is None:
+                k_c = k[c]
+            else:                   # recompute the chunk's kernel rows, with their graph
+                with torch.enable_grad():
+                    p_c = [p[c].detach().requires_grad_(need) for p, need in zip(params, need_dp)]
+                    k_live = rows(*p_c)                                # (C, L)
+                k_c = k_live.detach()
+            dk_c, dx_c = _chunk_grads(x_t[..., c, :], k_c, dy[..., c, :], ctx.shape,
+                                      need_dk or any(need_dp), need_dx)
             if need_dx:
-                kf_c = torch.fft.rfft(k[c], n=n_fft).conj_physical_()  # (C, F)
-                dx[..., c, :] = torch.fft.irfft(dy_f.mul_(kf_c), n=n_fft)[..., :seq_len]
-        if wrap:                    # the adjoint of the wrap correction (a small direct sum)
-            with torch.enable_grad():
-                x_tail = x_t[..., seq_len - wrap:].detach().requires_grad_(need_dx)
-                k_tail = k[:, n_taps - wrap:].detach().requires_grad_(need_dk)
-                fixed = [t for t in (x_tail, k_tail) if t.requires_grad]
-                grads = iter(torch.autograd.grad(_wrapped_outputs(x_tail, k_tail), fixed, -dy[..., :wrap]))
-            if need_dx:
-                dx[..., seq_len - wrap:] += next(grads)
+                dx[..., c, :] = dx_c
             if need_dk:
-                dk[:, n_taps - wrap:] += next(grads)
-        return dx, dk, None, None, None, None
+                dk[c] = dk_c
+            if any(need_dp):
+                live = [p for p, need in zip(p_c, need_dp) if need]
+                grads = iter(torch.autograd.grad(k_live, live, dk_c))
+                for i, need in enumerate(need_dp):
+                    if need:
+                        dparams[i][c] = next(grads)
+        return (dx, dk, None, None, None, None, None, *dparams)
+
+
+def _chunk_grads(x_c, k_c, dy_c, shape, need_dk: bool, need_dx: bool):
+    """One channel chunk's ``(dk (C, L), dx (..., C, N))`` of :class:`_FFTConv` (None where
+    not needed), the wrap correction's adjoint included."""
+    seq_len, n_taps, n_fft, start, wrap = shape
+    dk_c = dx_c = None
+    dy_f = torch.fft.rfft(F.pad(dy_c, (start, 0)) if start else dy_c, n=n_fft)
+    if need_dk:
+        prod = torch.fft.rfft(x_c, n=n_fft).conj_physical_().mul_(dy_f)
+        prod = prod.reshape(-1, *prod.shape[-2:]).sum(0) if prod.dim() > 2 else prod
+        dk_c = torch.fft.irfft(prod, n=n_fft)[:, :n_taps]              # (C, L)
+    if need_dx:
+        kf_c = torch.fft.rfft(k_c, n=n_fft).conj_physical_()           # (C, F)
+        dx_c = torch.fft.irfft(dy_f.mul_(kf_c), n=n_fft)[..., :seq_len]
+    if wrap:                        # the adjoint of the wrap correction (a small direct sum)
+        with torch.enable_grad():
+            x_tail = x_c[..., seq_len - wrap:].detach().requires_grad_(need_dx)
+            k_tail = k_c[:, n_taps - wrap:].detach().requires_grad_(need_dk)
+            fixed = [t for t in (x_tail, k_tail) if t.requires_grad]
+            grads = iter(torch.autograd.grad(_wrapped_outputs(x_tail, k_tail), fixed, -dy_c[..., :wrap]))
+        if need_dx:
+            dx_c[..., seq_len - wrap:] += next(grads)
+        if need_dk:
+            dk_c[:, n_taps - wrap:] += next(grads)
+    return dk_c, dx_c
+
+
+def _plan(seq_len: int, n_taps: int, causal: bool, cached: bool) -> tuple[int, int, int]:
+    """``(n_fft, start, wrap)`` of a convolution: the wrap-corrected power of two where it
+    applies (causal, no cached spectrum), else zero padding to ``fft_conv_len``."""
+    plan = wrapped_fft_len(seq_len, n_taps) if causal and not cached else None
+    if plan is not None:
+        return plan[0], 0, plan[1]
+    return fft_conv_len(seq_len, n_taps), 0 if causal else (n_taps - 1) // 2, 0
 
 
 def fft_conv_cf(x_t: torch.Tensor, k: torch.Tensor, *, causal: bool = True,
@@ -209,15 +257,25 @@ def fft_conv_cf(x_t: torch.Tensor, k: torch.Tensor, *, causal: bool = True,
     ``rfft(k, n=fft_conv_len(N, L))`` (only when ``k`` needs no gradient).
     """
     _check_conv_args(x_t.transpose(-1, -2), k)
-    seq_len, n_taps = x_t.shape[-1], k.shape[-1]
     dtype = _compute_dtype(x_t, k)
-    x_c, k_c = x_t.to(dtype), k.to(dtype)
-    plan = wrapped_fft_len(seq_len, n_taps) if causal and k_f is None else None
-    if plan is not None:                                                # circular at P, corrected
-        y = _FFTConv.apply(x_c, k_c, None, plan[0], 0, plan[1])         # (..., D, N)
-    else:
-        start = 0 if causal else (n_taps - 1) // 2
-        y = _FFTConv.apply(x_c, k_c, k_f, fft_conv_len(seq_len, n_taps), start)  # (..., D, N)
+    n_fft, start, wrap = _plan(x_t.shape[-1], k.shape[-1], causal, k_f is not None)
+    y = _FFTConv.apply(x_t.to(dtype), k.to(dtype), k_f, n_fft, start, wrap, None)  # (..., D, N)
+    return y.to(x_t.dtype)
+
+
+def fft_conv_rows_cf(x_t: torch.Tensor, rows, params: tuple[torch.Tensor, ...], n_taps: int, *,
+                     causal: bool = True) -> torch.Tensor:
+    """:func:`fft_conv_cf` with the kernel given as a function of parameters, computed per
+    channel chunk and never stored: ``rows(*(p[c] for p in params)) -> (C, n_taps)`` must
+    give kernel rows ``c`` from rows ``c`` of each parameter (dim 0 = channel, D of them).
+    Equal to ``fft_conv_cf(x_t, rows(*params))`` in values and gradients, with the kernel's
+    and its gradient's memory saved in training (a learned filter's fused path)."""
+    if any(p.shape[0] != x_t.shape[-2] for p in params):
+        raise ValueError(f"fft_conv_rows_cf: every parameter needs dim 0 = D = {x_t.shape[-2]}, got "
+                         f"{[tuple(p.shape) for p in params]}")
+    dtype = _compute_dtype(x_t, *params)
+    n_fft, start, wrap = _plan(x_t.shape[-1], n_taps, causal, False)
+    y = _FFTConv.apply(x_t.to(dtype), None, None, n_fft, start, wrap, rows, *params)  # (..., D, N)
     return y.to(x_t.dtype)
 
 

@@ -130,6 +130,8 @@ class SpectralMixer(nn.Module):
     def long_conv(self, conv_in: torch.Tensor, causal: bool) -> torch.Tensor:
         """The long convolution of ``conv_in (B, C, N)``, each kernel serving its channels (see
         :meth:`expand_heads`), by zero-padded FFTs: ``(B, C, N)``."""
+        if torch.is_grad_enabled() and isinstance(self.filter, FrequencyFilter) and self.head_dim == 1:
+            return self.filter.convolve(conv_in, causal)     # training: kernel never held at full size
         k, k_f = self._kernel(conv_in.shape[-1], causal)
         k_f = None if k_f is None else self.expand_heads(k_f)
         return fft_conv_cf(conv_in, self.expand_heads(k), causal=causal, k_f=k_f)
@@ -165,6 +167,8 @@ class SpectralMixer(nn.Module):
         output's dtype: ``baddbmm`` first copied the broadcast bias into the whole output and,
         under autocast, its backward cast the whole (B, C, N) gradient to float32 to sum it."""
         bsz = x.shape[0]
+        if x.shape[1] == 1:                     # decoding: one addmm, (B, C) -> (B, C, 1)
+            return self.in_proj(x[:, 0])[:, :, None]
         weight = self.in_proj.weight.expand(bsz, *self.in_proj.weight.shape)   # (B, C, D), no copy
         u = torch.bmm(weight, x.transpose(1, 2))                               # (B, C, N)
         if self.in_proj.bias is None:
@@ -182,6 +186,8 @@ class SpectralMixer(nn.Module):
         if history is None:
             return short_conv(u, taps, 2)
         full = torch.cat([history.to(u.dtype), u], dim=-1)              # (B, C, 2 + N)
+        if u.shape[-1] == 1:                    # decoding: the one output is a 3-term dot
+            return (full * taps.to(u.dtype)).sum(-1, keepdim=True)       # (B, C, 1)
         return short_conv(full, taps, 2)[..., 2:]
 
     def _streams(self, x: torch.Tensor, mask: torch.Tensor | None, causal: bool,

@@ -12,10 +12,12 @@ from specmix.app.cli import main
 @pytest.mark.parametrize("backend,ops,mode", [
     ("numpy", "attention,spectral,spectral-circular", "forward"),
     ("torch", "sdpa,spectral,fft-floor,spectral-layer", "train"),
+    ("lm", "attention,spectral-gated", "train"),
 ])
 def test_bench_cli_writes_json_csv_png(tmp_path, capsys, backend, ops, mode):
     out = tmp_path / backend
-    rc = main(["bench", "--backend", backend, "--ops", ops, "--lengths", "16,64", "--d-model", "8",
+    dtype = ["--dtype", "bfloat16"] if backend == "lm" else []      # lm: the autocast step
+    rc = main(["bench", "--backend", backend, *dtype, "--ops", ops, "--lengths", "16,64", "--d-model", "8",
                "--n-heads", "2", "--repeats", "2", "--mode", mode, "--fit-range", "16,64",
                "--out", str(out)])
     assert rc == 0
@@ -49,6 +51,7 @@ def test_fit_slopes_recovers_exponents():
     (dict(dtype="int8"), "--dtype"),
     (dict(backend="lm", ops=("fourier",)), "unknown kind 'fourier'"),
     (dict(backend="numpy", device="cuda"), "numpy backend runs on the CPU only"),
+    (dict(backend="torch", dtype="bfloat16"), "only the lm backend runs under autocast"),
 ])
 def test_bench_bad_config(kwargs, words):
     with pytest.raises(UsageError, match=words):

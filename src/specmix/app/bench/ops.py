@@ -50,7 +50,7 @@ def spectral_n_fft(n: int, backend: str = "torch") -> int:
 def memory_estimate_bytes(spec: OpSpec) -> int:
     """A coarse estimate of one call's peak, used only to skip configs that cannot fit in RAM
     (calibrated on measured peaks: spectral forward at n = 2^18 peaked at 2.4 B D n_fft floats)."""
-    item = np.dtype(spec.dtype).itemsize
+    item = 4 if spec.dtype == "bfloat16" else np.dtype(spec.dtype).itemsize   # autocast: float32 weights
     train = 2 if spec.mode == "train" else 1
     b, n, d = spec.batch, spec.n, spec.d_model
     if spec.backend == "lm":                    # activations of every layer (MLP 4 D wide, gates)
@@ -172,20 +172,31 @@ def untrained_lm(mixers: str, *, d_model: int, n_layers: int, n_heads: int, cont
 
 
 def make_lm_op(spec: OpSpec) -> Callable[[], object]:
-    """One training step (forward, backward, AdamW) or one forward of an :func:`untrained_lm`."""
+    """One training step (forward, backward, AdamW) or one forward of an :func:`untrained_lm`.
+    ``bfloat16``: float32 weights, the forward under autocast (the training CLI's path)."""
+    import contextlib
+
     import torch
 
+    autocast = spec.dtype == "bfloat16"
     model = untrained_lm(spec.op, d_model=spec.d_model, n_layers=spec.n_layers, n_heads=spec.heads,
-                         context=spec.n, device=spec.device, dtype=spec.dtype)
+                         context=spec.n, device=spec.device, dtype="float32" if autocast else spec.dtype)
     idx = torch.randint(0, model.config.vocab_size, (spec.batch, spec.n + 1), device=spec.device)
     x, y = idx[:, :-1], idx[:, 1:]                                     # (B, N) each
+    precision = (lambda: torch.autocast(torch.device(spec.device).type, dtype=torch.bfloat16)) if autocast \
+        else contextlib.nullcontext
     if spec.mode != "train":
         model.eval().requires_grad_(False)
-        return lambda: model(x)[0]
+
+        def forward():
+            with precision():
+                return model(x)[0]
+        return forward
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step():
-        _, loss = model(x, y)
+        with precision():
+            _, loss = model(x, y)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

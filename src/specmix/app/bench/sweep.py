@@ -42,8 +42,9 @@ class BenchConfig:
         "help": "comma list (lm: mixer kinds such as local:256); none = all of the backend"})
     lengths: tuple[int, ...] | None = field(default=None, metadata={"help": "comma list of n; none = backend default"})
     d_model: int | None = field(default=None, metadata={"help": "width; none = 64 (numpy), 256 (torch), 128 (lm)"})
-    dtype: Literal["float32", "float64"] | None = field(default=None, metadata={
-        "help": "none = numpy float64, torch float32"})
+    dtype: Literal["float32", "float64", "bfloat16"] | None = field(default=None, metadata={
+        "help": "none = numpy float64, torch float32; bfloat16 (lm only): float32 weights under "
+                "autocast, as specmix train --dtype bfloat16"})
     repeats: int = field(default=5, metadata={"help": "timed calls per config (fewer if slow)"})
     mode: Literal["forward", "train"] = field(default="forward", metadata={
         "help": "forward (inference) or train (fwd+bwd)"})
@@ -78,6 +79,8 @@ class BenchConfig:
             raise UsageError(f"--fit-range: expected lo,hi with lo < hi, got {fit}")
         if (self.d_model or base["d_model"]) % self.n_heads:
             raise UsageError(f"--n-heads {self.n_heads} must divide --d-model {self.d_model or base['d_model']}")
+        if self.dtype == "bfloat16" and self.backend != "lm":
+            raise UsageError("--dtype bfloat16: only the lm backend runs under autocast; ops take float32 or float64")
         if self.backend == "numpy" and self.device != "cpu":
             raise UsageError("--device: the numpy backend runs on the CPU only")
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The recipe search behind benchmarks/quality.sh (run it alone; about MINUTES x 5 minutes):
+#   bash benchmarks/quality_search.sh            # MINUTES=6 per recipe by default
+# Each recipe trains on tiny Shakespeare (nanoGPT's 90/10 split) for the same short budget,
+# its cosine schedule decayed over that budget; quality.json / quality.png in the folder then
+# rank them by best val. Short budgets rank recipes, they do not predict the 30-minute value.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+DATA=${DATA:-../shared/data/tinyshakespeare.txt}
+MINUTES=${MINUTES:-6}
+R=${R:-benchmarks/results/quality-search}
+COMMON=(--context 256 --batch-size 32 --lr 2e-3 --min-lr-ratio 0.1 --warmup 100 --weight-decay 0.1
+        --dtype bfloat16 --steps 1000000 --eval-every 100 --eval-batches 16 --device cpu
+        --time-limit $((MINUTES * 60)))
+declare -A RECIPES=(
+  [gated]="--mixers spectral-gated --n-layers 4 --d-model 256 --dropout 0.25"
+  [implicit]="--mixers spectral-gated --filter implicit --n-layers 4 --d-model 256 --dropout 0.25"
+  [hybrid]="--mixers spectral-gated,spectral-gated,attention,spectral-gated --n-layers 4 --d-model 256 --n-heads 4 --dropout 0.25"
+  [wide]="--mixers spectral-gated --n-layers 6 --d-model 384 --dropout 0.25"
+  [attention]="--mixers attention --n-layers 4 --d-model 256 --n-heads 4 --dropout 0.25"
+)
+for name in ${ONLY:-gated implicit hybrid wide attention}; do
+  # shellcheck disable=SC2086
+  $PY -m specmix train --data "$DATA" ${RECIPES[$name]} "${COMMON[@]}" --out $R/$name
+done
+$PY benchmarks/quality_report.py $R
