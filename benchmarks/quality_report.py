@@ -31,7 +31,8 @@ def summarize(run: pathlib.Path) -> dict:
     best = min(rows, key=lambda r: r["val_loss"])
     from specmix.model import LMConfig, SpecMixLM
     params = SpecMixLM(LMConfig.from_dict(m)).num_params()
-    return {"run": run.name, "mixers": m["mixers"], "params": params, "best_val": best["val_loss"],
+    return {"run": run.name, "mixers": m["mixers"], "filter": m.get("filter"), "pos_emb": m.get("pos_emb"),
+            "params": params, "best_val": best["val_loss"],
             "best_step": best["step"], "best_minutes": best["elapsed_s"] / 60, "final_val": rows[-1]["val_loss"],
             "final_train": rows[-1]["train_loss"], "minutes": rows[-1]["elapsed_s"] / 60,
             "tokens_seen": rows[-1]["step"] * per_step, "tokens_per_s": rows[-1]["step"] * per_step / rows[-1]["elapsed_s"],

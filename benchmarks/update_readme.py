@@ -189,6 +189,17 @@ def _train_dtype() -> str | None:
     return "\n".join(lines)
 
 
+def _recipe_detail(run: dict) -> str:
+    """What else sets a recipe apart: the filter of spectral layers, attention's positions."""
+    kinds = run["mixers"] if isinstance(run["mixers"], list) else [run["mixers"]]
+    parts = []
+    if any(k.startswith("spectral") for k in kinds) and run.get("filter"):
+        parts.append(f"{run['filter']} filter")
+    if any(k.startswith(("attention", "local")) for k in kinds) and run.get("pos_emb") not in (None, "auto"):
+        parts.append(f"{run['pos_emb']} positions")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def _quality(corpus: str):
     def render() -> str | None:
         from specmix.app.tables import fmt, markdown_table
@@ -201,7 +212,7 @@ def _quality(corpus: str):
         minutes = list(runs[0]["best_val_by_minute"])
         head = ["recipe", "mixers", "params"] + [f"best val by {m} min" for m in minutes]
         head += ["best val (step, minute)", "final val", "final train", "tokens seen", "tokens/s"]
-        rows = [[r["run"].split("-", 1)[1], f"`{_kinds({'mixers': r['mixers']})}`", r["params"]]
+        rows = [[r["run"].split("-", 1)[1], f"`{_kinds({'mixers': r['mixers']})}`" + _recipe_detail(r), r["params"]]
                 + [fmt(r["best_val_by_minute"][m], ".4f") for m in minutes]
                 + [f"{r['best_val']:.4f} ({r['best_step']}, {r['best_minutes']:.1f})", f"{r['final_val']:.4f}",
                    f"{r['final_train']:.4f}", f"{r['tokens_seen'] / 1e6:.1f}M", f"{r['tokens_per_s']:.0f}"]

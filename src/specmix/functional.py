@@ -275,6 +275,8 @@ def fft_conv_rows_cf(x_t: torch.Tensor, rows, params: tuple[torch.Tensor, ...], 
                          f"{[tuple(p.shape) for p in params]}")
     dtype = _compute_dtype(x_t, *params)
     n_fft, start, wrap = _plan(x_t.shape[-1], n_taps, causal, False)
+    if len(_channel_chunks(x_t, n_fft, training=True)) == 1:   # one chunk: fusing saves nothing
+        return fft_conv_cf(x_t, rows(*params), causal=causal)
     y = _FFTConv.apply(x_t.to(dtype), None, None, n_fft, start, wrap, rows, *params)  # (..., D, N)
     return y.to(x_t.dtype)
 
