@@ -158,16 +158,22 @@ def test_reset_parameters_and_repr():
 
 
 @pytest.mark.parametrize("filter_kind", ["frequency", "implicit"])
-def test_inference_spectrum_cache_is_exact_and_follows_parameter_updates(filter_kind):
-    mixer = spectral(gated=True, filter=filter_kind)
+@pytest.mark.parametrize("fused", [False, True])
+def test_inference_spectrum_cache_is_exact_and_follows_parameter_updates(filter_kind, fused):
+    """The fused AdamW updates parameters without bumping their version counters: the cache
+    must still follow it, through the train()/eval() switch around every evaluation."""
+    mixer = spectral(gated=True, filter=filter_kind).eval()
     x = torch.randn(2, 30, D)
     with torch.no_grad():
         first = mixer(x)
-        assert torch.equal(mixer(x), first)              # served from the cache
+        assert mixer.filter._spectrum_cache                 # eval + no_grad: the spectrum is kept
+        assert torch.equal(mixer(x), first)
     assert torch.allclose(first, mixer(x), atol=1e-6)    # same as the uncached, grad-enabled path
-    opt = torch.optim.SGD(mixer.parameters(), lr=0.1)
+    opt = torch.optim.AdamW(mixer.parameters(), lr=0.1, fused=fused)
+    mixer.train()
     mixer(x).square().mean().backward()
     opt.step()
+    mixer.eval()
     with torch.no_grad():
         after = mixer(x)
     assert not torch.allclose(after, first)

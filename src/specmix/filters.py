@@ -49,14 +49,20 @@ class _KernelFilter(nn.Module):
     def kernel(self, seq_len: int) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def train(self, mode: bool = True) -> "_KernelFilter":
+        self.__dict__.pop("_spectrum_cache", None)      # entering or leaving eval drops the cache
+        return super().train(mode)
+
     def kernel_for_conv(self, seq_len: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(k, k_f)``: the kernel and, when no gradient is recorded, its cached spectrum.
+        """``(k, k_f)``: the kernel and, in eval mode with no gradient recorded, its cached spectrum.
 
         ``k_f = rfft(k, n=fft_conv_len(N, L))`` is computed once per length and reused until
-        a parameter changes (tracked by the parameters' version counters), so inference
-        pays for two FFTs per call instead of three.
+        a parameter changes, so inference pays for two FFTs per call instead of three. Changes
+        are tracked by the parameters' version counters and storage; updates that bypass the
+        counters (fused optimizers, in-place ops on ``p.data``) happen in training, and every
+        ``train()``/``eval()`` call empties the cache.
         """
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or self.training:
             return self.kernel(seq_len), None
         params = tuple(self.parameters())
         key = (seq_len, tuple(p._version for p in params), tuple(p.data_ptr() for p in params))
