@@ -100,18 +100,24 @@ def fft_conv_len(seq_len: int, n_taps: int) -> int:
 
 
 # Channels are processed in chunks of rows so that temporaries stay small. Training keeps
-# chunks small (peak memory: the output plus one chunk's buffers); inference chunks only
-# huge problems, since torch's CPU FFT runs fastest on many rows per call (measured on
-# 2 cores: 32-row chunks of n_fft = 2^17 cost 1.6x a single 256-row call).
-CHUNK_ELEMS_TRAIN = 1 << 16
+# chunks small (peak memory: the output plus one chunk's buffers), a power of two of rows
+# with about CHUNK_ELEMS_TRAIN real FFT points per chunk: 32 rows at B = 1, N = 4K, but 16 at
+# 16K and 64K, where the 32-row chunk's buffers raised the training peak from 88 to 133 MB
+# (16K) and from 377 to 474 MB (64K) for 3% less time (B = 1, D = 256, 2 cores); at 4K 16
+# rows cost 30% more time. Inference chunks only huge problems, since torch's CPU FFT runs
+# fastest on many rows per call (32-row chunks of n_fft = 2^17 cost 1.6x one 256-row call).
+CHUNK_ELEMS_TRAIN = 1 << 18
 CHUNK_ELEMS_INFER = 1 << 25
-MIN_CHUNK_ROWS = 32
+MIN_CHUNK_ROWS = 16
 
 
 def _channel_chunks(x_t: torch.Tensor, n_fft: int, training: bool) -> list[slice]:
     n_rows = x_t[..., 0, 0].numel()                           # product of batch dims
-    budget = CHUNK_ELEMS_TRAIN if training else CHUNK_ELEMS_INFER
-    size = max(budget // max(1, n_rows * (n_fft // 2 + 1)), MIN_CHUNK_ROWS)
+    if training:
+        fit = CHUNK_ELEMS_TRAIN // max(1, n_rows * n_fft)
+        size = max(1 << (fit.bit_length() - 1) if fit else 0, MIN_CHUNK_ROWS)
+    else:
+        size = max(CHUNK_ELEMS_INFER // max(1, n_rows * (n_fft // 2 + 1)), MIN_CHUNK_ROWS)
     d_model = x_t.shape[-2]
     return [slice(c, min(c + size, d_model)) for c in range(0, d_model, size)]
 
@@ -134,12 +140,27 @@ def wrapped_fft_len(seq_len: int, n_taps: int) -> tuple[int, int] | None:
 def _wrapped_outputs(x_tail: torch.Tensor, k_tail: torch.Tensor) -> torch.Tensor:
     """The linear outputs ``y[t + P]``, ``t < r``, that a length-P circular convolution adds
     to ``y[t]``: from the last r inputs ``x_tail (..., D, r)`` and taps ``k_tail (D, r)``,
-    ``sum_{a + b = t + r - 1} x_tail[a] k_tail[b]``."""
+    ``w[t] = sum_{a + b = t + r - 1} x_tail[a] k_tail[b]``. Run once over all channels."""
     r = x_tail.shape[-1]
     wrapped = x_tail.new_zeros(x_tail.shape)                          # (..., D, r)
     for b in range(r):
         wrapped[..., : b + 1] += k_tail[:, b, None] * x_tail[..., r - 1 - b:]
     return wrapped
+
+
+def _wrapped_adjoints(g: torch.Tensor, x_tail: torch.Tensor | None, k_tail: torch.Tensor | None):
+    """``(dx_tail (..., D, r), dk_tail (D, r))`` of ``sum(g * _wrapped_outputs(x_tail, k_tail))``:
+    ``dx_tail`` needs only the taps, ``dk_tail`` (summed over batch) only the inputs."""
+    r = g.shape[-1]
+    dx = g.new_zeros(g.shape) if k_tail is not None else None
+    dk = g.new_zeros(g.shape[-2:]) if x_tail is not None else None
+    for b in range(r):
+        if dx is not None:
+            dx[..., r - 1 - b:] += k_tail[:, b, None] * g[..., : b + 1]
+        if dk is not None:
+            prod = (g[..., : b + 1] * x_tail[..., r - 1 - b:]).sum(-1)     # (..., D)
+            dk[:, b] = prod.reshape(-1, prod.shape[-1]).sum(0)
+    return dx, dk
 
 
 class _FFTConv(torch.autograd.Function):
@@ -165,18 +186,20 @@ class _FFTConv(torch.autograd.Function):
         ctx.save_for_backward(x_t, k, *params)
         ctx.rows = rows
         y = x_t.new_empty(x_t.shape) if len(chunks) > 1 else None     # (..., D, N)
+        tails = []                                                     # (C, r) taps per chunk
         for c in chunks:
             k_c = k[c] if rows is None else rows(*(p[c] for p in params))   # (C, L)
             n_taps = k_c.shape[-1]
             kf_c = k_f[c] if k_f is not None else torch.fft.rfft(k_c, n=n_fft)  # (C, F)
             y_f = torch.fft.rfft(x_t[..., c, :], n=n_fft).mul_(kf_c)   # (..., C, F) complex
             y_c = torch.fft.irfft(y_f, n=n_fft)[..., start:start + seq_len]  # (..., C, N)
-            if wrap:                # circular at n_fft: remove the r wrapped-around outputs
-                y_c[..., :wrap] -= _wrapped_outputs(x_t[..., c, seq_len - wrap:], k_c[:, n_taps - wrap:])
+            tails.append(k_c[:, n_taps - wrap:])
             if y is None:
                 y = y_c             # one chunk: a view into the irfft buffer, no copy
                 break
             y[..., c, :] = y_c
+        if wrap:                    # circular at n_fft: remove the r wrapped-around outputs
+            y[..., :wrap] -= _wrapped_outputs(x_t[..., seq_len - wrap:], torch.cat(tails))
         ctx.shape = (seq_len, n_taps, n_fft, start, wrap)
         return y
 
@@ -191,6 +214,10 @@ class _FFTConv(torch.autograd.Function):
         dx = x_t.new_empty(x_t.shape) if need_dx else None             # (..., D, N)
         dk = k.new_empty(k.shape) if need_dk else None                 # (D, L)
         dparams = [p.new_zeros(p.shape) if need else None for p, need in zip(params, need_dp)]
+        x_tail = x_t[..., seq_len - wrap:]                             # (..., D, r)
+        dk_wrap = (_wrapped_adjoints(-dy[..., :wrap], x_tail, None)[1]
+                   if wrap and (need_dk or any(need_dp)) else None)    # (D, r)
+        tails = []
         for c in _channel_chunks(x_t, n_fft, training=True):
             if rows is None:
                 k_c = k[c]
@@ -199,8 +226,11 @@ class _FFTConv(torch.autograd.Function):
                     p_c = [p[c].detach().requires_grad_(need) for p, need in zip(params, need_dp)]
                     k_live = rows(*p_c)                                # (C, L)
                 k_c = k_live.detach()
+            tails.append(k_c[:, n_taps - wrap:])
             dk_c, dx_c = _chunk_grads(x_t[..., c, :], k_c, dy[..., c, :], ctx.shape,
                                       need_dk or any(need_dp), need_dx)
+            if dk_wrap is not None:
+                dk_c[:, n_taps - wrap:] += dk_wrap[c]
             if need_dx:
                 dx[..., c, :] = dx_c
             if need_dk:
@@ -211,13 +241,15 @@ class _FFTConv(torch.autograd.Function):
                 for i, need in enumerate(need_dp):
                     if need:
                         dparams[i][c] = next(grads)
+        if wrap and need_dx:        # the wrap correction's adjoint in the inputs
+            dx[..., seq_len - wrap:] += _wrapped_adjoints(-dy[..., :wrap], None, torch.cat(tails))[0]
         return (dx, dk, None, None, None, None, None, *dparams)
 
 
 def _chunk_grads(x_c, k_c, dy_c, shape, need_dk: bool, need_dx: bool):
-    """One channel chunk's ``(dk (C, L), dx (..., C, N))`` of :class:`_FFTConv` (None where
-    not needed), the wrap correction's adjoint included."""
-    seq_len, n_taps, n_fft, start, wrap = shape
+    """One channel chunk's ``(dk (C, L), dx (..., C, N))`` of :class:`_FFTConv` before the
+    wrap correction's adjoint (None where not needed)."""
+    seq_len, n_taps, n_fft, start, _ = shape
     dk_c = dx_c = None
     dy_f = torch.fft.rfft(F.pad(dy_c, (start, 0)) if start else dy_c, n=n_fft)
     if need_dk:
@@ -227,16 +259,6 @@ def _chunk_grads(x_c, k_c, dy_c, shape, need_dk: bool, need_dx: bool):
     if need_dx:
         kf_c = torch.fft.rfft(k_c, n=n_fft).conj_physical_()           # (C, F)
         dx_c = torch.fft.irfft(dy_f.mul_(kf_c), n=n_fft)[..., :seq_len]
-    if wrap:                        # the adjoint of the wrap correction (a small direct sum)
-        with torch.enable_grad():
-            x_tail = x_c[..., seq_len - wrap:].detach().requires_grad_(need_dx)
-            k_tail = k_c[:, n_taps - wrap:].detach().requires_grad_(need_dk)
-            fixed = [t for t in (x_tail, k_tail) if t.requires_grad]
-            grads = iter(torch.autograd.grad(_wrapped_outputs(x_tail, k_tail), fixed, -dy_c[..., :wrap]))
-        if need_dx:
-            dx_c[..., seq_len - wrap:] += next(grads)
-        if need_dk:
-            dk_c[:, n_taps - wrap:] += next(grads)
     return dk_c, dx_c
 
 

@@ -115,6 +115,8 @@ def make_torch_op(spec: OpSpec) -> Callable[[], object]:
         x_t = tensor(b, d, n)                                          # (B, D, N) channels-first
 
         def call():
+            if train:               # the training path: kernel rows per channel chunk, fused
+                return module.convolve(x_t)
             k, k_f = module.kernel_for_conv(n)                         # cached in inference
             return fft_conv_cf(x_t, k, k_f=k_f)
         inputs = (x_t,)
