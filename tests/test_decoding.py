@@ -14,15 +14,22 @@ PATTERNS = ["spectral", "spectral-gated", "attention", "local:8", "spectral,loca
 
 
 @pytest.mark.parametrize("min_block", [1, 3, 64])
-def test_conv_cache_equals_the_direct_convolution(min_block, monkeypatch):
+@pytest.mark.parametrize("prompt", [1, 7])
+def test_conv_cache_equals_the_direct_convolution(min_block, prompt, monkeypatch):
+    """Exact at every step, through near folds and far refolds (both levels exercised)."""
     monkeypatch.setattr("specmix.decoding.MIN_FOLD_BLOCK", min_block)
     kernel = torch.randn(3, 40, dtype=torch.float64)
     u = torch.randn(2, 40, 3, dtype=torch.float64)                # (B, N, C)
     full = fft_conv_ref(u, kernel)                                # (B, N, C)
-    y, cache = ConvCache.prefill(kernel, u[:, :7].transpose(1, 2), 40)
-    assert_close(y, full[:, :7].transpose(1, 2), what="prefill")
-    for t in range(7, 40):
+    y, cache = ConvCache.prefill(kernel, u[:, :prompt].transpose(1, 2), 40)
+    assert_close(y, full[:, :prompt].transpose(1, 2), what="prefill")
+    far_ends, near_folds = {cache.far_end}, {cache.folded}
+    for t in range(prompt, 40):
         assert_close(cache.step(u[:, t]), full[:, t], what=f"step {t}")
+        far_ends.add(cache.far_end)
+        near_folds.add(cache.folded)
+    if min_block < 64:
+        assert len(far_ends) >= 2 and len(near_folds) > len(far_ends), (far_ends, near_folds)
     with pytest.raises(ValueError, match="exceeds the cache's max_len 40"):
         cache.step(u[:, 0])
 

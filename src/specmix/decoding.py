@@ -1,12 +1,16 @@
 """The fold arithmetic of cached spectral decoding: a causal long convolution, one token at a time.
 
 ``ConvCache`` holds the inputs of a causal convolution with a kernel ``(C, max_len)`` and
-produces each new output exactly. Inputs older than the current block are *folded*: one
-zero-padded FFT convolution gives their summed contribution to the next ``block`` outputs
-(``ahead``), and only the inputs since the fold are summed directly. A token then costs
-O(block C) plus the fold's O(t log t C / block) share, with block ~ 4 sqrt(t), instead of
-attention's O(t C). It knows nothing about layers: ``SpectralMixer.prefill/step`` own the
-projections, the short convolution and the gate, and keep a ``ConvCache`` in their state.
+produces each new output exactly. Old inputs are *folded* on two levels: one zero-padded FFT
+convolution gives the summed contribution of every input before ``far_end`` to the next
+``far_block`` outputs (``far``; the prompt, refolded every ~t/2 tokens), a second, short one
+that of the inputs since then up to ``folded`` to the next ``block`` outputs (``ahead``;
+block ~ 4 sqrt(tokens since far_end)), and only the inputs since ``folded`` are summed
+directly. After a 32K prompt a token then costs a direct sum over tens of inputs and a
+near fold over the generated tokens only, instead of attention's O(t C); the far fold's
+O(t log t) is paid once per ~t/2 tokens. It knows nothing about layers:
+``SpectralMixer.prefill/step`` own the projections, the short convolution and the gate, and
+keep a ``ConvCache`` in their state.
 
 Legend: B batch, C convolved channels, N prompt length, t inputs so far.
 """
@@ -41,21 +45,27 @@ class ConvCache:
     reversed_kernel: torch.Tensor  # (C, max_len) lags max_len-1..0, in the inputs' dtype (step's direct sum)
     inputs: torch.Tensor        # (B, C, max_len) inputs so far in [:, :, :length]
     length: int                 # inputs so far
-    folded: int                 # inputs [0, folded) enter the outputs through `ahead`
+    far_end: int                # inputs [0, far_end) enter the outputs through `far`
+    far: torch.Tensor           # (B, C, far_block) their sum for outputs far_end .. far_end+far_block-1
+    folded: int                 # inputs [far_end, folded) enter the outputs through `ahead`
     ahead: torch.Tensor         # (B, C, block) their sum for outputs folded .. folded+block-1
-    block: int                  # fold period (tokens)
+    block: int                  # near fold period (tokens), within the far fold's reach
 
     @property
     def max_len(self) -> int:
         return self.inputs.shape[-1]
+
+    @property
+    def far_block(self) -> int:
+        return self.far.shape[-1]
 
     @classmethod
     def prefill(cls, kernel: torch.Tensor, u: torch.Tensor, max_len: int) -> tuple[torch.Tensor, "ConvCache"]:
         """Convolve the prompt ``u (B, C, N)`` and fold it, in one FFT convolution.
 
         Returns the prompt's outputs ``(B, C, N)`` and the cache. The convolution runs over
-        ``N + block`` positions, so its last ``block`` outputs are already the prompt's
-        contribution to the next ``block`` tokens (the first fold costs nothing extra).
+        ``N + far_block`` positions, so its last ``far_block`` outputs are already the
+        prompt's contribution to the next tokens (the first far fold costs nothing extra).
         """
         bsz, channels, n = u.shape
         if n > max_len:
@@ -65,32 +75,60 @@ class ConvCache:
                              f"{max_len}), got {tuple(kernel.shape)}")
         inputs = u.new_zeros(bsz, channels, max_len)                    # (B, C, max_len)
         inputs[:, :, :n] = u
-        block = min(fold_block(n), max_len - n)
-        full = fft_conv_cf(F.pad(u, (0, block)), kernel[:, : n + block], causal=True)  # (B, C, N + block)
+        reach = _far_block(n, max_len)
+        full = fft_conv_cf(F.pad(u, (0, reach)), kernel[:, : n + reach], causal=True)  # (B, C, N + reach)
         cache = cls(kernel=kernel, reversed_kernel=kernel.flip(-1).to(u.dtype), inputs=inputs, length=n,
-                    folded=n, ahead=full[:, :, n:], block=block)
+                    far_end=n, far=full[:, :, n:], folded=n, ahead=full.new_zeros(0), block=0)
+        cache._start_near()
         return full[:, :, :n], cache
 
-    def fold(self) -> None:
-        """Move every input so far into ``ahead``: one zero-padded FFT convolution gives their
-        contribution to the next ``block`` outputs (exact linear convolution, as in training)."""
+    def _conv_ahead(self, begin: int, reach: int) -> torch.Tensor:
+        """The contribution of inputs ``[begin, length)`` to the next ``reach`` outputs, by one
+        zero-padded FFT convolution (exact linear convolution, as in training): ``(B, C, reach)``."""
         t = self.length
+        u = F.pad(self.inputs[:, :, begin:t], (0, reach))                # (B, C, t - begin + reach)
+        return fft_conv_cf(u, self.kernel[:, : t - begin + reach], causal=True)[:, :, t - begin:]
+
+    def _start_near(self) -> None:
+        """An empty near level at ``length``: nothing is folded since ``far_end`` yet."""
+        self.folded = self.length
+        self.block = min(fold_block(self.length - self.far_end), self.far_end + self.far_block - self.length)
+        self.ahead = self.far.new_zeros(*self.far.shape[:-1], self.block)   # (B, C, block)
+
+    def fold(self) -> None:
+        """Move the inputs since ``far_end`` into ``ahead`` (the near level)."""
+        t = self.length
+        self.block = min(fold_block(t - self.far_end), self.far_end + self.far_block - t)
         self.folded = t
-        self.block = min(fold_block(t), self.max_len - t)
-        u = F.pad(self.inputs[:, :, :t], (0, self.block))                # (B, C, t + block)
-        self.ahead = fft_conv_cf(u, self.kernel[:, : t + self.block], causal=True)[:, :, t:]  # (B, C, block)
+        self.ahead = self._conv_ahead(self.far_end, self.block)
+
+    def fold_far(self) -> None:
+        """Move every input so far into ``far`` and empty the near level."""
+        t = self.length
+        self.far = self._conv_ahead(0, _far_block(t, self.max_len))
+        self.far_end = t
+        self._start_near()
 
     def step(self, u_t: torch.Tensor) -> torch.Tensor:
         """Append the input ``u_t (B, C)``; return the output at its position ``(B, C)``:
-        ``ahead[t - folded] + sum_{folded <= s <= t} kernel[t - s] u[s]``, a direct sum over
-        at most ``block`` recent inputs, so a token costs the same after 1K or 32K of prompt."""
+        ``far[t - far_end] + ahead[t - folded] + sum_{folded <= s <= t} kernel[t - s] u[s]``,
+        a direct sum over at most ``block`` recent inputs."""
         t = self.length
         if t >= self.max_len:
             raise ValueError(f"cached decoding: length {t + 1} exceeds the cache's max_len {self.max_len}")
-        if t - self.folded >= self.block:
+        if t - self.far_end >= self.far_block:
+            self.fold_far()
+        elif t - self.folded >= self.block:
             self.fold()
         self.inputs[:, :, t] = u_t
         recent = self.inputs[:, :, self.folded: t + 1]                     # (B, C, r) inputs folded..t
         lags = self.reversed_kernel[:, self.max_len - recent.shape[-1]:]     # (C, r) lag t - s at s, a view
         self.length = t + 1
-        return (recent * lags).sum(-1) + self.ahead[:, :, t - self.folded]  # (B, C)
+        return ((recent * lags).sum(-1) + self.ahead[:, :, t - self.folded]
+                + self.far[:, :, t - self.far_end])                          # (B, C)
+
+
+def _far_block(length: int, max_len: int) -> int:
+    """Outputs one far fold at ``length`` reaches: about half the inputs so far (at least one
+    near block), so its O(t log t) is shared by ~t/2 tokens; never past ``max_len``."""
+    return max(1, min(max(length // 2, fold_block(length)), max_len - length))
