@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .functional import local_attention, rotary
+from .attention_ops import local_attention, rotary
 from .tokens import check_tokens, zero_padding
 
 __all__ = ["Attention", "AttentionState"]

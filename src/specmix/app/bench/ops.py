@@ -88,7 +88,8 @@ def make_torch_op(spec: OpSpec) -> Callable[[], object]:
     import torch
 
     from ...filters import FrequencyFilter
-    from ...functional import attention_core, fft_conv_cf, local_attention
+    from ...attention_ops import attention_core, local_attention
+    from ...functional import fft_conv_cf
     from ...mixers import Attention, SpectralMixer
 
     torch.manual_seed(0)
