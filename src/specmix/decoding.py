@@ -89,17 +89,21 @@ class ConvCache:
         u = F.pad(self.inputs[:, :, begin:t], (0, reach))                # (B, C, t - begin + reach)
         return fft_conv_cf(u, self.kernel[:, : t - begin + reach], causal=True)[:, :, t - begin:]
 
+    def _near_block(self) -> int:
+        """The next near block at ``length``: ~4 sqrt(tokens since far_end), within far's reach."""
+        t = self.length
+        return min(fold_block(t - self.far_end), self.far_end + self.far_block - t)
+
     def _start_near(self) -> None:
         """An empty near level at ``length``: nothing is folded since ``far_end`` yet."""
         self.folded = self.length
-        self.block = min(fold_block(self.length - self.far_end), self.far_end + self.far_block - self.length)
+        self.block = self._near_block()
         self.ahead = self.far.new_zeros(*self.far.shape[:-1], self.block)   # (B, C, block)
 
     def fold(self) -> None:
         """Move the inputs since ``far_end`` into ``ahead`` (the near level)."""
-        t = self.length
-        self.block = min(fold_block(t - self.far_end), self.far_end + self.far_block - t)
-        self.folded = t
+        self.block = self._near_block()
+        self.folded = self.length
         self.ahead = self._conv_ahead(self.far_end, self.block)
 
     def fold_far(self) -> None:

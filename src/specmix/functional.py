@@ -195,7 +195,8 @@ class _FFTConv(torch.autograd.Function):
             kf_c = k_f[c] if k_f is not None else torch.fft.rfft(k_c, n=n_fft)  # (C, F)
             y_f = torch.fft.rfft(x_t[..., c, :], n=n_fft).mul_(kf_c)   # (..., C, F) complex
             y_c = torch.fft.irfft(y_f, n=n_fft)[..., start:start + seq_len]  # (..., C, N)
-            tails.append(k_c[:, n_taps - wrap:])
+            if wrap:
+                tails.append(k_c[:, n_taps - wrap:])
             if y is None:
                 y = y_c             # one chunk: a view into the irfft buffer, no copy
                 break
@@ -228,7 +229,8 @@ class _FFTConv(torch.autograd.Function):
                     p_c = [p[c].detach().requires_grad_(need) for p, need in zip(params, need_dp)]
                     k_live = rows(*p_c)                                # (C, L)
                 k_c = k_live.detach()
-            tails.append(k_c[:, n_taps - wrap:])
+            if wrap:
+                tails.append(k_c[:, n_taps - wrap:])
             dk_c, dx_c = _chunk_grads(x_t[..., c, :], k_c, dy[..., c, :], ctx.shape,
                                       need_dk or any(need_dp), need_dx)
             if dk_wrap is not None:
