@@ -15,19 +15,22 @@ SECOND_MINUTES=${SECOND_MINUTES:-4}
 R=benchmarks/results/quality
 # the same shape, optimizer and schedule for both; only the mixers (and attention's positions) differ
 COMMON=(--n-layers 4 --d-model 256 --n-heads 4 --context 256 --batch-size 32 --lr 2e-3
-        --min-lr-ratio 0.1 --warmup 200 --weight-decay 0.1 --dropout 0.25 --dtype bfloat16
+        --min-lr-ratio 0.1 --warmup 200 --weight-decay 0.1 --dtype bfloat16
         --steps 1000000 --eval-every 200 --eval-batches 16 --device cpu)
 # the spectral recipe's implicit filter won the short-budget search (benchmarks/quality_search.sh)
 # attention gets rotary positions: with learned ones it sat on the bigram plateau (val 2.41
 # after 6 minutes in that search), with RoPE it learned MQAR where learned positions did not
 declare -A MIXERS=([spectral]="spectral-gated --filter implicit" [attention]="attention --pos-emb rope")
+# dropout (after the embedding, on every residual branch, on attention weights) per recipe;
+# SPECTRAL_DROPOUT / ATTENTION_DROPOUT override it for a search run
+declare -A DROPOUT=([spectral]=${SPECTRAL_DROPOUT:-0.25} [attention]=${ATTENTION_DROPOUT:-0.25})
 # RECIPES="spectral" reruns one recipe; the other's runs already in $R are kept
 for corpus in shakespeare stdlib; do
   if [ $corpus = shakespeare ]; then data=$DATA; seconds=$((MINUTES * 60)); else data=python-stdlib; seconds=$((SECOND_MINUTES * 60)); fi
   for recipe in ${RECIPES:-spectral attention}; do
     rm -rf "$R/$corpus-$recipe"
     # shellcheck disable=SC2086
-    $PY -m specmix train --data "$data" --mixers ${MIXERS[$recipe]} "${COMMON[@]}" \
+    $PY -m specmix train --data "$data" --mixers ${MIXERS[$recipe]} --dropout ${DROPOUT[$recipe]} "${COMMON[@]}" \
         --time-limit $seconds --out $R/$corpus-$recipe
   done
 done

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from specmix.functional import (attention_core, fft_conv, fft_conv_cf, fft_conv_len, fft_conv_ref, local_attention,
-                                next_fast_len, sliding_window_mask)
+from specmix.functional import (add_channel_bias, attention_core, fft_conv, fft_conv_cf, fft_conv_len, fft_conv_ref,
+                                gemm_dtype, local_attention, next_fast_len, sliding_window_mask)
 
 from helpers import assert_causal, assert_close, assert_same_grads, circular_fft_conv
 
@@ -197,3 +197,28 @@ def test_wrap_plan_only_just_past_a_power_of_two():
     assert wrapped_fft_len(65537, 65537) == (131072, 1)
     assert wrapped_fft_len(5000, 5000) is None            # r = 1807 > WRAP_MAX: mixed radix instead
     assert wrapped_fft_len(4096 + WRAP_MAX // 2, 4096 + WRAP_MAX // 2) is not None
+
+
+def test_add_channel_bias_gradcheck_and_bfloat16_gradient():
+    torch.manual_seed(0)
+    u = torch.randn(2, 5, 7, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: add_channel_bias(a.clone(), b), (u, bias))
+    assert_close(add_channel_bias(u.detach().clone(), bias.detach()), u.detach() + bias.detach()[:, None],
+                 what="channel bias")
+    # bfloat16 activations, float32 bias: the bias gradient is float32 and near the exact sum
+    g = torch.randn(4, 6, 300).bfloat16()
+    b32 = torch.zeros(6, requires_grad=True)
+    add_channel_bias(torch.zeros(4, 6, 300, dtype=torch.bfloat16), b32).backward(g)
+    assert b32.grad.dtype == torch.float32
+    torch.testing.assert_close(b32.grad, g.float().sum((0, 2)), rtol=1e-2, atol=0.05)
+    with pytest.raises(ValueError, match="expected u"):
+        add_channel_bias(torch.zeros(2, 5, 7), torch.zeros(4))
+
+
+def test_gemm_dtype_follows_autocast():
+    x = torch.randn(2, 3)
+    assert gemm_dtype(x) == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert gemm_dtype(x) == torch.bfloat16
+        assert gemm_dtype(x.double()) == torch.float64

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dropout import Dropout
 from .tokens import check_tokens
 
 __all__ = ["MLP", "Block", "NORMS"]
@@ -65,7 +66,7 @@ class Block(nn.Module):
         self.norm2 = norm_cls(d_model, **factory) if d_ff else None   # first release: same init
         self.mixer = mixer                                  # draws, same optimizer-state order
         self.mlp = MLP(d_model, d_ff, **factory) if d_ff else None
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def _mlp_branch(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.mlp is None else x + self.drop(self.mlp(self.norm2(x)))

@@ -38,6 +38,8 @@ __all__ = [
     "fft_conv_rows_cf",
     "fft_conv_len",
     "fft_conv_ref",
+    "gemm_dtype",
+    "add_channel_bias",
     "attention_core",
     "sliding_window_mask",
     "local_attention",
@@ -94,6 +96,45 @@ def _check_conv_args(x: torch.Tensor, k: torch.Tensor) -> None:
 
 def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def gemm_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype autocast runs a matrix product of ``x`` in: the autocast dtype when autocast
+    is on for ``x``'s device and ``x`` is float32/16, else ``x.dtype``. Casting a weight to it
+    *before* expanding it over the batch keeps autocast from casting the expanded copy."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device) and x.dtype in (torch.float32, torch.float16, torch.bfloat16):
+        return torch.get_autocast_dtype(device)
+    return x.dtype
+
+
+class _AddChannelBias(torch.autograd.Function):
+    """``u (B, C, N) += bias (C,)`` in place (the bias cast to ``u``'s dtype). Autograd's own
+    backward reduces the gradient over (B, N) in one ``sum``, which for bfloat16 first copies
+    the whole (B, C, N) gradient to float32 (18x slower here than two single-axis sums; a
+    ``sum(2, dtype=float32)`` copies it too). The sum along N stays in the gradient's dtype
+    (accumulated in float32, rounded once, as a GEMM's output is), the sum over B in float32."""
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        ctx.bias_dtype = bias.dtype
+        ctx.mark_dirty(u)
+        return u.add_(bias.to(u.dtype)[:, None])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        acc = torch.promote_types(ctx.bias_dtype, torch.float32)
+        grad_bias = grad.sum(2).to(acc).sum(0).to(ctx.bias_dtype)        # (B, C, N) -> (B, C) -> (C,)
+        return grad, grad_bias
+
+
+def add_channel_bias(u: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``u + bias[:, None]`` for channels-first ``u (B, C, N)``, overwriting ``u`` (a fresh
+    activation, e.g. a GEMM's output, that nothing else saved)."""
+    if u.dim() != 3 or bias.shape != (u.shape[1],):
+        raise ValueError(f"add_channel_bias: expected u (B, C, N) and bias (C,), got u {tuple(u.shape)}, "
+                         f"bias {tuple(bias.shape)}")
+    return _AddChannelBias.apply(u, bias)
 
 
 def fft_conv_len(seq_len: int, n_taps: int) -> int:

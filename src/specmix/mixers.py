@@ -22,7 +22,7 @@ from torch import nn
 from .decoding import ConvCache
 from .filters import FrequencyFilter, ImplicitFilter
 from .attention import Attention, AttentionState  # noqa: F401  (re-exported: the mixers' one home)
-from .functional import fft_conv_cf
+from .functional import add_channel_bias, fft_conv_cf, gemm_dtype
 from .short_conv import short_conv
 from .sharding import SequenceShard, channels_to_seq, previous_tail, seq_to_channels
 from .tokens import check_tokens, zero_padding
@@ -163,17 +163,20 @@ class SpectralMixer(nn.Module):
     def project_in(self, x: torch.Tensor) -> torch.Tensor:
         """The input projection, channels-first: ``(B, N, D) -> (B, C, N)``, C = 3D gated, D not.
         One batched GEMM writes (B, C, N) directly, so FFTs and the short conv run along
-        contiguous rows with no transpose copies. The bias is added after the GEMM in the
-        output's dtype: ``baddbmm`` first copied the broadcast bias into the whole output and,
-        under autocast, its backward cast the whole (B, C, N) gradient to float32 to sum it."""
+        contiguous rows with no transpose copies. The weight is cast to the GEMM's dtype
+        before it is expanded over the batch (cast after, autocast copied the (B, C, D)
+        expansion and its backward cast that back to float32); the bias is added in place
+        after the GEMM by :func:`add_channel_bias` (``baddbmm`` copied the broadcast bias into
+        the whole output, autograd's bias gradient cast the whole (B, C, N) one to float32)."""
         bsz = x.shape[0]
         if x.shape[1] == 1:                     # decoding: one addmm, (B, C) -> (B, C, 1)
             return self.in_proj(x[:, 0])[:, :, None]
-        weight = self.in_proj.weight.expand(bsz, *self.in_proj.weight.shape)   # (B, C, D), no copy
-        u = torch.bmm(weight, x.transpose(1, 2))                               # (B, C, N)
+        dtype = gemm_dtype(x)
+        weight = self.in_proj.weight.to(dtype)
+        u = torch.bmm(weight.expand(bsz, *weight.shape), x.to(dtype).transpose(1, 2))   # (B, C, N)
         if self.in_proj.bias is None:
             return u
-        return u + self.in_proj.bias.to(u.dtype)[:, None]
+        return add_channel_bias(u, self.in_proj.bias)
 
     def _short_conv(self, u: torch.Tensor, causal: bool, history: torch.Tensor | None) -> torch.Tensor:
         """Depthwise 3-tap convolution of ``u (B, C, N)`` (:func:`short_conv`): tap j multiplies

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import Block
+from .dropout import Dropout
 from .attention import Attention
 from .feature_map import TaylorSpectralMixer
 from .mixers import SpectralMixer
@@ -159,7 +160,7 @@ class SpecMixLM(nn.Module):
         d = config.d_model
         self.tok_emb = nn.Embedding(config.vocab_size, d)
         self.pos_emb = nn.Embedding(config.context, d) if config.uses_positions() else None
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(d, build_mixer(k, config), config.mlp_ratio, config.norm,
                                           dropout=config.dropout) for k in config.mixer_kinds())
         self.norm = nn.LayerNorm(d) if config.norm == "layer" else nn.RMSNorm(d)
