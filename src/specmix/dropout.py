@@ -10,6 +10,8 @@ Other devices (CUDA has a fused Philox kernel) and ``inplace=True`` use torch's 
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,9 +26,7 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, *, device=None,
     """Bool mask of ``shape``, each entry kept (True) with probability ``1 - round(p * 65536) / 65536``."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"keep_mask: p must be in [0, 1], got {p!r}")
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(generator=generator)
     # random_ leaves the sign bit of every word 0 (values in [0, 2^63)); w ^ (w << 1) is a
     # bijection of 64-bit words that makes each of the four 16-bit lanes uniform

@@ -123,9 +123,11 @@ class _AddChannelBias(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        acc = torch.promote_types(ctx.bias_dtype, torch.float32)
-        grad_bias = grad.sum(2).to(acc).sum(0).to(ctx.bias_dtype)        # (B, C, N) -> (B, C) -> (C,)
-        return grad, grad_bias
+        grad_bias = None
+        if ctx.needs_input_grad[1]:
+            acc = torch.promote_types(ctx.bias_dtype, torch.float32)
+            grad_bias = grad.sum(2).to(acc).sum(0).to(ctx.bias_dtype)    # (B, C, N) -> (B, C) -> (C,)
+        return grad if ctx.needs_input_grad[0] else None, grad_bias
 
 
 def add_channel_bias(u: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
