@@ -96,8 +96,9 @@ def test_generation_past_the_context_crops():
     assert out.shape == (1, 110)
 
 
-def test_prefill_projects_each_layer_once():
-    """The mixer's streams serve forward and prefill alike: one input projection per layer."""
+def test_prefill_and_step_project_each_layer_once():
+    """One input projection per layer: prefill shares forward's streams (``project_in``), a
+    spectral step has its own one-token form that calls the projection module directly."""
     model = tiny_lm("spectral,spectral-gated,attention,local:8")
     calls = []
     for i, block in enumerate(model.blocks):
@@ -110,6 +111,8 @@ def test_prefill_projects_each_layer_once():
     logits, states = model.prefill(torch.randint(0, 11, (2, 12)))
     assert sorted(calls) == [0, 1, 2, 3]
     calls.clear()
+    for i, block in enumerate(model.blocks[:2]):                  # the spectral layers
+        block.mixer.in_proj.register_forward_hook(lambda *_, i=i: calls.append(i))
     model.step(logits.argmax(-1), 12, states)
     assert sorted(calls) == [0, 1, 2, 3]
 

@@ -4,9 +4,9 @@
 produces each new output exactly. Old inputs are *folded* on two levels: one zero-padded FFT
 convolution gives the summed contribution of every input before ``far_end`` to the next
 ``far_block`` outputs (``far``; the prompt, refolded every ~t/2 tokens), a second, short one
-that of the inputs since then up to ``folded`` to the next ``block`` outputs (``ahead``;
-block ~ 4 sqrt(tokens since far_end)), and only the inputs since ``folded`` are summed
-directly. After a 32K prompt a token then costs a direct sum over tens of inputs and a
+that of the inputs since then up to ``folded`` to the next ``block`` outputs (``ahead``,
+which also carries far's rows for those outputs, so a step adds one row; block ~ 4
+sqrt(tokens since far_end)), and only the inputs since ``folded`` are summed directly. After a 32K prompt a token then costs a direct sum over tens of inputs and a
 near fold over the generated tokens only, instead of attention's O(t C); the far fold's
 O(t log t) is paid once per ~t/2 tokens. It knows nothing about layers:
 ``SpectralMixer.prefill/step`` own the projections, the short convolution and the gate, and
@@ -39,25 +39,28 @@ def fold_block(length: int, min_block: int | None = None) -> int:
 
 @dataclass(kw_only=True)
 class ConvCache:
-    """Exact incremental causal convolution ``y[t] = sum_{s <= t} kernel[:, t - s] * u[s]``."""
+    """Exact incremental causal convolution ``y[t] = sum_{s <= t} kernel[:, t - s] * u[s]``.
 
-    kernel: torch.Tensor        # (C, max_len) lags 0..max_len-1
-    reversed_kernel: torch.Tensor  # (C, max_len) lags max_len-1..0, in the inputs' dtype (step's direct sum)
-    inputs: torch.Tensor        # (B, C, max_len) inputs so far in [:, :, :length]
+    The per-token buffers are time-major ``(B, T, C)``, so a step reads and writes contiguous
+    rows of C values (channels-first rows are strided by ``max_len`` at one position)."""
+
+    kernel: torch.Tensor        # (C, max_len) lags 0..max_len-1 (the folds' FFT convolutions)
+    lags: torch.Tensor          # (max_len, C) lags max_len-1..0, in the inputs' dtype (step's direct sum)
+    inputs: torch.Tensor        # (B, max_len, C) inputs so far in [:, :length]
     length: int                 # inputs so far
     far_end: int                # inputs [0, far_end) enter the outputs through `far`
-    far: torch.Tensor           # (B, C, far_block) their sum for outputs far_end .. far_end+far_block-1
-    folded: int                 # inputs [far_end, folded) enter the outputs through `ahead`
-    ahead: torch.Tensor         # (B, C, block) their sum for outputs folded .. folded+block-1
+    far: torch.Tensor           # (B, far_block, C) their sum for outputs far_end .. far_end+far_block-1
+    folded: int                 # inputs [0, folded) enter the outputs through `ahead`
+    ahead: torch.Tensor         # (B, block, C) their sum (far's share included) for outputs folded .. folded+block-1
     block: int                  # near fold period (tokens), within the far fold's reach
 
     @property
     def max_len(self) -> int:
-        return self.inputs.shape[-1]
+        return self.inputs.shape[1]
 
     @property
     def far_block(self) -> int:
-        return self.far.shape[-1]
+        return self.far.shape[1]
 
     @classmethod
     def prefill(cls, kernel: torch.Tensor, u: torch.Tensor, max_len: int) -> tuple[torch.Tensor, "ConvCache"]:
@@ -73,50 +76,57 @@ class ConvCache:
         if kernel.shape != (channels, max_len):
             raise ValueError(f"ConvCache.prefill: kernel must have shape (C, max_len)=({channels}, "
                              f"{max_len}), got {tuple(kernel.shape)}")
-        inputs = u.new_zeros(bsz, channels, max_len)                    # (B, C, max_len)
-        inputs[:, :, :n] = u
+        inputs = u.new_zeros(bsz, max_len, channels)                    # (B, max_len, C)
+        inputs[:, :n] = u.transpose(1, 2)
         reach = _far_block(n, max_len)
         full = fft_conv_cf(F.pad(u, (0, reach)), kernel[:, : n + reach], causal=True)  # (B, C, N + reach)
-        cache = cls(kernel=kernel, reversed_kernel=kernel.flip(-1).to(u.dtype), inputs=inputs, length=n,
-                    far_end=n, far=full[:, :, n:], folded=n, ahead=full.new_zeros(0), block=0)
+        cache = cls(kernel=kernel, lags=kernel.flip(-1).T.contiguous().to(u.dtype), inputs=inputs,
+                    length=n, far_end=n, far=full[:, :, n:].transpose(1, 2).contiguous(),
+                    folded=n, ahead=full.new_zeros(0), block=0)
         cache._start_near()
         return full[:, :, :n], cache
 
     def _conv_ahead(self, begin: int, reach: int) -> torch.Tensor:
         """The contribution of inputs ``[begin, length)`` to the next ``reach`` outputs, by one
-        zero-padded FFT convolution (exact linear convolution, as in training): ``(B, C, reach)``."""
+        zero-padded FFT convolution (exact linear convolution, as in training): ``(B, reach, C)``."""
         t = self.length
-        u = F.pad(self.inputs[:, :, begin:t], (0, reach))                # (B, C, t - begin + reach)
-        return fft_conv_cf(u, self.kernel[:, : t - begin + reach], causal=True)[:, :, t - begin:]
+        u = F.pad(self.inputs[:, begin:t].transpose(1, 2), (0, reach))   # (B, C, t - begin + reach)
+        y = fft_conv_cf(u, self.kernel[:, : t - begin + reach], causal=True)   # (B, C, t - begin + reach)
+        return y[:, :, t - begin:].transpose(1, 2)                       # (B, reach, C), a view
 
     def _near_block(self) -> int:
         """The next near block at ``length``: ~4 sqrt(tokens since far_end), within far's reach."""
         t = self.length
         return min(fold_block(t - self.far_end), self.far_end + self.far_block - t)
 
+    def _far_share(self) -> torch.Tensor:
+        """``far``'s rows for the next near block ``[length, length + block)``: ``(B, block, C)``."""
+        start = self.length - self.far_end
+        return self.far[:, start: start + self.block]
+
     def _start_near(self) -> None:
         """An empty near level at ``length``: nothing is folded since ``far_end`` yet."""
         self.folded = self.length
         self.block = self._near_block()
-        self.ahead = self.far.new_zeros(*self.far.shape[:-1], self.block)   # (B, C, block)
+        self.ahead = self._far_share()
 
     def fold(self) -> None:
         """Move the inputs since ``far_end`` into ``ahead`` (the near level)."""
         self.block = self._near_block()
         self.folded = self.length
-        self.ahead = self._conv_ahead(self.far_end, self.block)
+        self.ahead = (self._far_share() + self._conv_ahead(self.far_end, self.block)).contiguous()
 
     def fold_far(self) -> None:
         """Move every input so far into ``far`` and empty the near level."""
         t = self.length
-        self.far = self._conv_ahead(0, _far_block(t, self.max_len))
+        self.far = self._conv_ahead(0, _far_block(t, self.max_len)).contiguous()
         self.far_end = t
         self._start_near()
 
     def step(self, u_t: torch.Tensor) -> torch.Tensor:
         """Append the input ``u_t (B, C)``; return the output at its position ``(B, C)``:
-        ``far[t - far_end] + ahead[t - folded] + sum_{folded <= s <= t} kernel[t - s] u[s]``,
-        a direct sum over at most ``block`` recent inputs."""
+        ``ahead[t - folded] + sum_{folded <= s <= t} kernel[t - s] u[s]``, a direct sum over
+        at most ``block`` recent inputs."""
         t = self.length
         if t >= self.max_len:
             raise ValueError(f"cached decoding: length {t + 1} exceeds the cache's max_len {self.max_len}")
@@ -124,12 +134,11 @@ class ConvCache:
             self.fold_far()
         elif t - self.folded >= self.block:
             self.fold()
-        self.inputs[:, :, t] = u_t
-        recent = self.inputs[:, :, self.folded: t + 1]                     # (B, C, r) inputs folded..t
-        lags = self.reversed_kernel[:, self.max_len - recent.shape[-1]:]     # (C, r) lag t - s at s, a view
+        self.inputs[:, t] = u_t
+        recent = self.inputs[:, self.folded: t + 1]                        # (B, r, C) inputs folded..t
+        direct = torch.linalg.vecdot(recent, self.lags[self.max_len - recent.shape[1]:], dim=1)  # (B, C)
         self.length = t + 1
-        return ((recent * lags).sum(-1) + self.ahead[:, :, t - self.folded]
-                + self.far[:, :, t - self.far_end])                          # (B, C)
+        return direct + self.ahead[:, t - self.folded]                     # (B, C)
 
 
 def _far_block(length: int, max_len: int) -> int:

@@ -169,8 +169,6 @@ class SpectralMixer(nn.Module):
         after the GEMM by :func:`add_channel_bias` (``baddbmm`` copied the broadcast bias into
         the whole output, autograd's bias gradient cast the whole (B, C, N) one to float32)."""
         bsz = x.shape[0]
-        if x.shape[1] == 1:                     # decoding: one addmm, (B, C) -> (B, C, 1)
-            return self.in_proj(x[:, 0])[:, :, None]
         dtype = gemm_dtype(x)
         weight = self.in_proj.weight.to(dtype)
         u = torch.bmm(weight.expand(bsz, *weight.shape), x.to(dtype).transpose(1, 2))   # (B, C, N)
@@ -181,16 +179,14 @@ class SpectralMixer(nn.Module):
     def _short_conv(self, u: torch.Tensor, causal: bool, history: torch.Tensor | None) -> torch.Tensor:
         """Depthwise 3-tap convolution of ``u (B, C, N)`` (:func:`short_conv`): tap j multiplies
         ``u[t - 2 + j]`` causal, ``u[t - 1 + j]`` bidirectional (a causal call drops the
-        look-ahead tap). ``history (B, C, 2)``, the two inputs before ``u`` (decoding, a
-        context-parallel halo), replaces the causal zero padding."""
+        look-ahead tap). ``history (B, C, 2)``, the two inputs before ``u`` (a context-parallel
+        halo), replaces the causal zero padding; :meth:`step` has its own one-token form."""
         taps = self.short_conv[:, 0, :]                                 # (C, 3)
         if not self.causal:
             return short_conv(u, taps, 1) if not causal else short_conv(u, taps[:, :2], 1)
         if history is None:
             return short_conv(u, taps, 2)
         full = torch.cat([history.to(u.dtype), u], dim=-1)              # (B, C, 2 + N)
-        if u.shape[-1] == 1:                    # decoding: the one output is a 3-term dot
-            return (full * taps.to(u.dtype)).sum(-1, keepdim=True)       # (B, C, 1)
         return short_conv(full, taps, 2)[..., 2:]
 
     def _streams(self, x: torch.Tensor, mask: torch.Tensor | None, causal: bool,
@@ -271,13 +267,29 @@ class SpectralMixer(nn.Module):
 
     def step(self, x_t: torch.Tensor, state: "SpectralState", mask: torch.Tensor | None = None) -> torch.Tensor:
         """The next token ``x_t (B, D) -> (B, D)``; updates ``state`` in place. ``mask (B,)``
-        False marks a padded position (zero output, zero input to the state)."""
-        keep = None if mask is None else mask[:, None]                  # (B, 1)
-        q, conv_in, u = self._streams(x_t[:, None, :], keep, True, history=state.history)
+        False marks a padded position (zero output, zero input to the state).
+
+        The one-token form of :meth:`forward`'s streams, written for few small ops (decoding
+        is bound by per-op cost): one addmm in, the short conv as a 3-term dot with the
+        inputs kept in ``state.history``, the cached long convolution, one addmm out."""
+        keep = None if mask is None else mask[:, None].to(x_t.dtype)    # (B, 1)
+        u = self.in_proj(x_t)                                            # (B, C)
+        if keep is not None:
+            u = u * keep
+        q, conv_in = None, u
         if self.gated:
-            state.history = torch.cat([state.history[:, :, 1:], u], dim=-1)   # (B, C, 2)
-        y = state.conv.step(conv_in[:, :, 0])                            # (B, D h)
-        return self._project_out(q, y[:, :, None], keep)[:, 0]           # (B, D)
+            window = torch.cat([state.history, u[:, :, None]], dim=-1)   # (B, C, 3) inputs t-2..t
+            state.history = window[:, :, 1:]
+            conv = torch.linalg.vecdot(window, self.short_conv[:, 0, :].to(window.dtype))   # (B, C)
+            if keep is not None:
+                conv = conv * keep
+            q, k, v = conv[:, :, None].chunk(3, dim=1)                   # 3 x (B, D, 1)
+            conv_in = self.bind(k, v)[:, :, 0]                           # (B, D h)
+        y = state.conv.step(conv_in)                                     # (B, D h)
+        if q is not None:
+            y = self.read(q, y[:, :, None])[:, :, 0]                     # (B, D)
+        out = self.out_proj(y)                                           # (B, D)
+        return out if keep is None else out * keep
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, max_len={self.max_len}, causal={self.causal}, "
