@@ -6,7 +6,8 @@ convolution gives the summed contribution of every input before ``far_end`` to t
 ``far_block`` outputs (``far``; the prompt, refolded every ~t/2 tokens), a second, short one
 that of the inputs since then up to ``folded`` to the next ``block`` outputs (``ahead``,
 which also carries far's rows for those outputs, so a step adds one row; block ~ 4
-sqrt(tokens since far_end)), and only the inputs since ``folded`` are summed directly. After a 32K prompt a token then costs a direct sum over tens of inputs and a
+sqrt(tokens since far_end)), and only the inputs since ``folded`` are summed directly.
+After a 32K prompt a token then costs a direct sum over tens of inputs and a
 near fold over the generated tokens only, instead of attention's O(t C); the far fold's
 O(t log t) is paid once per ~t/2 tokens. It knows nothing about layers:
 ``SpectralMixer.prefill/step`` own the projections, the short convolution and the gate, and
@@ -51,7 +52,7 @@ class ConvCache:
     far_end: int                # inputs [0, far_end) enter the outputs through `far`
     far: torch.Tensor           # (B, far_block, C) their sum for outputs far_end .. far_end+far_block-1
     folded: int                 # inputs [0, folded) enter the outputs through `ahead`
-    ahead: torch.Tensor         # (B, block, C) their sum (far's share included) for outputs folded .. folded+block-1
+    ahead: torch.Tensor         # (B, block, C) their sum for outputs folded .. folded+block-1
     block: int                  # near fold period (tokens), within the far fold's reach
 
     @property
