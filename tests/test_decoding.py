@@ -96,6 +96,18 @@ def test_generation_past_the_context_crops():
     assert out.shape == (1, 110)
 
 
+def test_decoding_outputs_are_ordinary_tensors():
+    """Decoding runs under inference_mode; what decode/generate return still trains."""
+    model = tiny_lm("spectral-gated,attention")
+    prompt = torch.randint(0, 11, (2, 6), generator=torch.Generator().manual_seed(2))
+    out, logits = model.decode(prompt, 5, pick=lambda logits: logits.argmax(-1))
+    sampled = model.generate(prompt, 5, top_k=2, generator=torch.Generator().manual_seed(3))
+    assert not (out.is_inference() or logits.is_inference() or sampled.is_inference())
+    _, loss = model(sampled[:, :-1], sampled[:, 1:])
+    loss.backward()                                   # the embedding saves the generated indices
+    assert model.tok_emb.weight.grad is not None
+
+
 def test_prefill_and_step_project_each_layer_once():
     """One input projection per layer: prefill shares forward's streams (``project_in``), a
     spectral step has its own one-token form that calls the projection module directly."""

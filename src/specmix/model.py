@@ -241,7 +241,11 @@ class SpecMixLM(nn.Module):
         return logits, loss
 
     # ------------------------------------------------------------------ decoding
-    @torch.no_grad()
+    # Decoding runs under torch.inference_mode rather than no_grad: a step is a few dozen tiny
+    # ops, and skipping autograd's dispatch layer for each made it ~30% faster (32K prompt,
+    # d 128, 2 cores). prefill/step hence return inference tensors (clone one to use it in
+    # autograd); decode and generate return ordinary tensors.
+    @torch.inference_mode()
     def prefill(self, idx: torch.Tensor) -> tuple[torch.Tensor, list]:
         """Run the prompt ``idx (B, N)``; returns the next-token logits ``(B, V)`` and the
         per-layer states that :meth:`step` continues from (exact up to ``context`` tokens)."""
@@ -253,7 +257,7 @@ class SpecMixLM(nn.Module):
             states.append(state)
         return self.head(self.norm(x[:, -1])), states
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(self, token: torch.Tensor, position: int, states: list) -> torch.Tensor:
         """Feed ``token (B,)`` at ``position`` (its index in the sequence, < ``context``);
         updates ``states`` in place and returns the next-token logits ``(B, V)``."""
@@ -262,13 +266,17 @@ class SpecMixLM(nn.Module):
             x_t = block.step(x_t, state)
         return self.head(self.norm(x_t))
 
-    @torch.no_grad()
     def decode(self, idx: torch.Tensor, new_tokens: int, pick) -> tuple[torch.Tensor, torch.Tensor]:
         """Cached decoding: ``pick(logits (B, V)) -> (B,)`` chooses each next token.
 
         Returns the extended ``idx`` and the logits used for each new token ``(B, new, V)``.
         Exact within ``context``; past it, the window is cropped and recomputed (no cache).
         """
+        with torch.inference_mode():
+            out, logits = self._decode(idx, new_tokens, pick)
+        return out.clone(), logits.clone()          # ordinary tensors, usable in autograd
+
+    def _decode(self, idx: torch.Tensor, new_tokens: int, pick) -> tuple[torch.Tensor, torch.Tensor]:
         logits, states = self.prefill(idx)
         out, all_logits = idx, []
         for _ in range(new_tokens):
