@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates the scaling results and the README tables:
 #   bash benchmarks/scaling.sh            (about 30-40 minutes on 2 cores)
-# Outputs: benchmarks/results/{numpy,torch-forward,torch-train}/bench.{json,csv} + PNG.
+# Outputs: benchmarks/results/{numpy,torch-forward,torch-train}/bench.{json,csv} + PNG,
+# benchmarks/results/pairs-train/pairs.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -11,5 +12,6 @@ $PY -m specmix bench --backend torch --mode forward --out $R/torch-forward
 $PY -m specmix bench --backend torch --mode train --out $R/torch-train
 $PY -m specmix bench --backend torch --mode train --ops sdpa,spectral,fft-floor --lengths 16384,65536 \
     --max-seconds 90 --out $R/torch-train-65536
+$PY -m specmix bench-pairs --out $R/pairs-train      # 4099 vs 4096, 65537 vs 65536, alternating
 $PY -m specmix reference --data ../shared/data/tinyshakespeare.txt --out $R/reference
 $PY benchmarks/update_readme.py

@@ -226,6 +226,7 @@ SECTIONS = {
     "bench-torch-forward": _bench("torch-forward"),
     "bench-torch-train": _bench("torch-train"),
     "bench-torch-train-65536": _bench("torch-train-65536"),
+    "pairs-train": _json_section("pairs-train/pairs.json", "specmix.app.bench.pairs.format_pairs"),
     "reference": _json_section("reference/reference.json", "specmix.app.reference_run.format_reference"),
     "swap": _swap,
     "compare": _json_section("compare/compare.json", "specmix.app.compare.format_compare"),

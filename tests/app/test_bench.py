@@ -83,3 +83,16 @@ def test_predicted_time_uses_well_separated_lengths():
     assert _predict_ms(rows[:1], "a", 4096) == 0.0
     steep = [{"op": "b", "n": 100, "ms": 1.0}, {"op": "b", "n": 200, "ms": 1000.0}]
     assert _predict_ms(steep, "b", 400) == pytest.approx(1000.0 * 8)   # slope clamped to 3
+
+
+def test_bench_pairs_times_both_lengths_alternately(tmp_path, capsys, one_line_error):
+    out = tmp_path / "pairs"
+    assert main(["bench-pairs", "--bases", "32", "--neighbours", "35", "--d-model", "8",
+                 "--rounds", "4", "--out", str(out)]) == 0
+    [row] = json.loads((out / "pairs.json").read_text())["rows"]
+    assert (row["base"], row["neighbour"], row["rounds"]) == (32, 35, 4)
+    assert row["base_ms"] > 0 and row["neighbour_ms"] > 0
+    assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
+    assert "neighbour / base" in capsys.readouterr().out
+    one_line_error(["bench-pairs", "--neighbours", "35"], "one length per base")
+    one_line_error(["bench-pairs", "--op", "naive"], "--op")

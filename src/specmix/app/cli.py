@@ -145,6 +145,21 @@ def _bench_decode(ns) -> int:
     return 0
 
 
+def _bench_pairs_args(p):
+    from .bench.pairs import PairBenchConfig
+    add_config_args(p, PairBenchConfig)
+
+
+def _bench_pairs(ns) -> int:
+    import os
+
+    from .bench.pairs import PairBenchConfig, format_pairs, run_pair_bench
+    cfg = config_from_args(PairBenchConfig, ns)
+    print(format_pairs(run_pair_bench(cfg)))
+    print(f"wrote {os.path.join(cfg.out, 'pairs.json')}")
+    return 0
+
+
 @dataclass(frozen=True)
 class Command:
     help: str
@@ -163,6 +178,8 @@ COMMANDS = {
     "eval-lengths": Command("val loss of a checkpoint at longer contexts than trained",
                             _eval_lengths_args, _eval_lengths),
     "bench-decode": Command("cached generation speed after long prompts", _bench_decode_args, _bench_decode),
+    "bench-pairs": Command("neighbouring lengths (4096 vs 4099) timed alternately in one process",
+                           _bench_pairs_args, _bench_pairs),
 }
 
 

@@ -1,0 +1,85 @@
+"""Neighbouring lengths timed side by side: how much a length just past a power of two costs.
+
+The scaling sweep runs every (op, n) in its own child process, minutes apart, so on a shared
+machine the ratio of two neighbouring rows (4099 vs 4096) carries the drift between them.
+Here both lengths of a pair are built in one process and timed in alternating rounds
+(A B, then B A, ...), so that a slow minute hits both; the ratio is the median of the
+per-round ratios.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from ...io import atomic_write_text
+from ...validation import UsageError, check_fields
+from ..tables import markdown_table
+from .harness import environment, synchronizer, timed
+from .ops import OpSpec, make_torch_op
+
+
+@dataclass(frozen=True)
+class PairBenchConfig:
+    op: Literal["sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "spectral-layer"] = field(
+        default="spectral", metadata={"help": "the torch op (as in specmix bench --backend torch)"})
+    bases: tuple[int, ...] = field(default=(4096, 65536), metadata={"help": "comma list of lengths"})
+    neighbours: tuple[int, ...] = field(default=(4099, 65537), metadata={
+        "help": "comma list, one length per base, timed against it"})
+    mode: Literal["forward", "train"] = field(default="train", metadata={"help": "forward or train (fwd+bwd)"})
+    d_model: int = field(default=256, metadata={"help": "channels"})
+    rounds: int = field(default=31, metadata={"help": "alternating rounds (each times both lengths once)"})
+    device: Literal["cpu", "cuda"] = field(default="cpu", metadata={"help": "cpu or cuda"})
+    out: str = field(default="runs/pairs", metadata={"help": "output folder"})
+
+    def __post_init__(self) -> None:
+        check_fields(self, minimum={"d_model": 1, "rounds": 1})
+        if len(self.bases) != len(self.neighbours) or not self.bases:
+            raise UsageError(f"--neighbours: expected one length per base {self.bases}, got {self.neighbours}")
+        if min(self.bases + self.neighbours) < 1:
+            raise UsageError(f"--bases/--neighbours: expected lengths >= 1, got {self.bases}, {self.neighbours}")
+
+
+def _op(cfg: PairBenchConfig, n: int):
+    return make_torch_op(OpSpec(backend="torch", op=cfg.op, n=n, d_model=cfg.d_model, batch=1, heads=4,
+                                window=256, dtype="float32", mode=cfg.mode, device=cfg.device))
+
+
+def measure_pair(cfg: PairBenchConfig, base: int, neighbour: int) -> dict:
+    """Median ms of each length and the median per-round ratio neighbour / base."""
+    sync = synchronizer(cfg.device)
+    calls = {base: _op(cfg, base), neighbour: _op(cfg, neighbour)}
+    for fn in calls.values():                                   # warm-up: plans, caches, pages
+        timed(fn, sync), timed(fn, sync)
+    ms = {base: [], neighbour: []}
+    for r in range(cfg.rounds):
+        for n in ((base, neighbour) if r % 2 == 0 else (neighbour, base)):
+            ms[n].append(timed(calls[n], sync)[0] * 1e3)
+    ratios = np.array(ms[neighbour]) / np.array(ms[base])
+    return {"base": base, "neighbour": neighbour, "base_ms": float(np.median(ms[base])),
+            "neighbour_ms": float(np.median(ms[neighbour])), "ratio": float(np.median(ratios)),
+            "ratio_min": float(ratios.min()), "ratio_max": float(ratios.max()), "rounds": cfg.rounds}
+
+
+def run_pair_bench(cfg: PairBenchConfig) -> dict:
+    import torch
+
+    rows = [measure_pair(cfg, b, n) for b, n in zip(cfg.bases, cfg.neighbours)]
+    env = environment(cfg.device)
+    report = {"config": asdict(cfg), "torch": torch.__version__, "env": env, "rows": rows}
+    os.makedirs(cfg.out, exist_ok=True)
+    atomic_write_text(os.path.join(cfg.out, "pairs.json"), json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def format_pairs(report: dict) -> str:
+    cfg, env = report["config"], report["env"]
+    head = ["base", "neighbour", "base ms", "neighbour ms", "neighbour / base (median of rounds)", "range"]
+    rows = [[r["base"], r["neighbour"], f"{r['base_ms']:.2f}", f"{r['neighbour_ms']:.2f}",
+             f"{r['ratio']:.3f}", f"{r['ratio_min']:.2f} - {r['ratio_max']:.2f}"] for r in report["rows"]]
+    return ("\n".join(markdown_table(head, rows)) + "\n\n"
+            f"op {cfg['op']}, {cfg['mode']}, d_model {cfg['d_model']}, batch 1, float32, {cfg['rounds']} "
+            f"alternating rounds; {env.get('cpu')}, torch {env.get('torch')} with {env.get('threads')} threads.")
