@@ -81,10 +81,10 @@ class ConvCache:
         inputs[:, :n] = u.transpose(1, 2)
         reach = _far_block(n, max_len)
         full = fft_conv_cf(F.pad(u, (0, reach)), kernel[:, : n + reach], causal=True)  # (B, C, N + reach)
+        far = full[:, :, n:].transpose(1, 2).contiguous()               # (B, reach, C)
+        block = _near_block(n, n, reach)                                 # an empty near level
         cache = cls(kernel=kernel, lags=kernel.flip(-1).T.contiguous().to(u.dtype), inputs=inputs,
-                    length=n, far_end=n, far=full[:, :, n:].transpose(1, 2).contiguous(),
-                    folded=n, ahead=full.new_zeros(0), block=0)
-        cache._start_near()
+                    length=n, far_end=n, far=far, folded=n, ahead=far[:, :block], block=block)
         return full[:, :, :n], cache
 
     def _conv_ahead(self, begin: int, reach: int) -> torch.Tensor:
@@ -95,10 +95,6 @@ class ConvCache:
         y = fft_conv_cf(u, self.kernel[:, : t - begin + reach], causal=True)   # (B, C, t - begin + reach)
         return y[:, :, t - begin:].transpose(1, 2)                       # (B, reach, C), a view
 
-    def _near_block(self) -> int:
-        """The next near block at ``length``: ~4 sqrt(tokens since far_end), within far's reach."""
-        t = self.length
-        return min(fold_block(t - self.far_end), self.far_end + self.far_block - t)
 
     def _far_share(self) -> torch.Tensor:
         """``far``'s rows for the next near block ``[length, length + block)``: ``(B, block, C)``."""
@@ -108,12 +104,12 @@ class ConvCache:
     def _start_near(self) -> None:
         """An empty near level at ``length``: nothing is folded since ``far_end`` yet."""
         self.folded = self.length
-        self.block = self._near_block()
+        self.block = _near_block(self.length, self.far_end, self.far_block)
         self.ahead = self._far_share()
 
     def fold(self) -> None:
         """Move the inputs since ``far_end`` into ``ahead`` (the near level)."""
-        self.block = self._near_block()
+        self.block = _near_block(self.length, self.far_end, self.far_block)
         self.folded = self.length
         self.ahead = (self._far_share() + self._conv_ahead(self.far_end, self.block)).contiguous()
 
@@ -140,6 +136,11 @@ class ConvCache:
         direct = torch.linalg.vecdot(recent, self.lags[self.max_len - recent.shape[1]:], dim=1)  # (B, C)
         self.length = t + 1
         return direct + self.ahead[:, t - self.folded]                     # (B, C)
+
+
+def _near_block(length: int, far_end: int, far_block: int) -> int:
+    """The next near block at ``length``: ~4 sqrt(tokens since far_end), within far's reach."""
+    return min(fold_block(length - far_end), far_end + far_block - length)
 
 
 def _far_block(length: int, max_len: int) -> int:

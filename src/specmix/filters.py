@@ -41,6 +41,17 @@ def decaying_kernel(d_model: int, n_taps: int, *, generator: torch.Generator | N
     return taps.to(dtype)
 
 
+def kernel_as_called(k: torch.Tensor, seq_len: int, built_causal: bool, causal: bool, who: str) -> torch.Tensor:
+    """The kernel a call of the given causality uses: a bidirectional filter's centred kernel
+    ``(C, 2N - 1)`` called causally keeps its lags >= 0, ``(C, N)``; a causal filter cannot
+    run bidirectionally (``who`` names the caller in the error)."""
+    if causal == built_causal:
+        return k
+    if causal:
+        return k[:, seq_len - 1:]                                        # lags 0..N-1
+    raise ValueError(f"{who}: built with causal=True, it cannot run bidirectionally")
+
+
 class _KernelFilter(nn.Module):
     """Base: ``kernel(N)`` from the subclass; ``kernel_for_conv(N)`` adds an inference cache."""
 
@@ -154,14 +165,9 @@ class FrequencyFilter(_KernelFilter):
         ``causal=True`` on a bidirectional filter keeps only its lags >= 0."""
         seq_len = self._check_len(x_t.shape[-1])
         causal = self.causal if causal is None else causal
-        if causal == self.causal:
-            n_taps = seq_len if causal else 2 * seq_len - 1
-            rows = lambda resp: self._kernel_from(resp, seq_len)        # noqa: E731
-        elif causal:
-            n_taps = seq_len
-            rows = lambda resp: self._kernel_from(resp, seq_len)[:, seq_len - 1:]  # noqa: E731
-        else:
-            raise ValueError("FrequencyFilter.convolve: a causal filter cannot run bidirectionally")
+        rows = lambda resp: kernel_as_called(self._kernel_from(resp, seq_len), seq_len,  # noqa: E731
+                                             self.causal, causal, "FrequencyFilter.convolve")
+        n_taps = seq_len if causal else 2 * seq_len - 1
         return fft_conv_rows_cf(x_t, rows, (self.response,), n_taps, causal=causal)
 
     def extra_repr(self) -> str:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .decoding import ConvCache
-from .filters import FrequencyFilter, ImplicitFilter
+from .filters import FrequencyFilter, ImplicitFilter, kernel_as_called
 from .attention import Attention, AttentionState  # noqa: F401  (re-exported: the mixers' one home)
 from .functional import add_channel_bias, fft_conv_cf, gemm_dtype
 from .short_conv import short_conv
@@ -123,9 +123,8 @@ class SpectralMixer(nn.Module):
         its cached spectrum (else None)."""
         if causal == self.causal:
             return self.filter.kernel_for_conv(seq_len)                  # (K, L), cached spectrum
-        if causal:     # a bidirectional filter asked for a causal call: keep lags >= 0 only
-            return self.filter.kernel(seq_len)[:, seq_len - 1:], None    # (K, N)
-        raise ValueError("SpectralMixer: built with causal=True, it cannot run bidirectionally")
+        return kernel_as_called(self.filter.kernel(seq_len), seq_len, self.causal, causal,
+                                "SpectralMixer"), None                   # (K, N) lags >= 0
 
     def long_conv(self, conv_in: torch.Tensor, causal: bool) -> torch.Tensor:
         """The long convolution of ``conv_in (B, C, N)``, each kernel serving its channels (see
