@@ -175,7 +175,8 @@ def untrained_lm(mixers: str, *, d_model: int, n_layers: int, n_heads: int, cont
 
 
 def make_lm_op(spec: OpSpec) -> Callable[[], object]:
-    """One training step (forward, backward, AdamW) or one forward of an :func:`untrained_lm`.
+    """One training step (forward, backward, the training CLI's fused AdamW; no clipping) or one
+    forward of an :func:`untrained_lm`.
     ``bfloat16``: float32 weights, the forward under autocast (the training CLI's path)."""
     import contextlib
 
@@ -195,7 +196,8 @@ def make_lm_op(spec: OpSpec) -> Callable[[], object]:
             with precision():
                 return model(x)[0]
         return forward
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    from ..train import TrainConfig, make_optimizer
+    opt = make_optimizer(model, TrainConfig(lr=1e-4))       # the training CLI's AdamW (fused, groups)
 
     def step():
         with precision():
