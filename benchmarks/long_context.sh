@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Regenerates the README's long-context sections (about 60 minutes on 2 cores):
 #   bash benchmarks/long_context.sh            # every part, then the README
-#   bash benchmarks/long_context.sh recall     # one part: recall | sweep | lengths | lm4096 | decode
+#   bash benchmarks/long_context.sh recall     # one part: recall | sweep | lmstep | lengths | lm4096 | decode
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-../shared/data/tinyshakespeare.txt}
 R=benchmarks/results
-PARTS=${1:-recall sweep lengths lm4096 decode}
+PARTS=${1:-recall sweep lmstep lengths lm4096 decode}
 
 for part in $PARTS; do
   case $part in
@@ -27,6 +27,12 @@ for part in $PARTS; do
         --d-model 128 --n-layers 4 --n-heads 4 --ops attention,local:256,spectral,spectral-gated \
         --repeats 3 --max-seconds 30 \
         --out $R/lm-context ;;
+  lmstep)   # the performance issue's points: whole-model training step at 256 / 1K / 8K, fp32 and bf16
+    for run in float32:fp32 bfloat16:bf16; do
+      $PY -m specmix bench --backend lm --mode train --lengths 256,1024,8192 --d-model 128 \
+          --n-layers 4 --n-heads 4 --ops attention,spectral-gated --repeats 7 --dtype ${run%:*} \
+          --out $R/perf-session/lm-${run#*:}
+    done ;;
   lengths)  # implicit-filter model trained at context 1024, evaluated at 1024 / 4096 / 16384
     $PY -m specmix train --data "$DATA" --mixers spectral-gated --filter implicit --context 1024 \
         --n-layers 4 --d-model 128 --batch-size 8 --steps 600 --warmup 50 --lr 2e-3 \

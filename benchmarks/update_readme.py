@@ -33,7 +33,8 @@ def _bench(name: str):
             return None
         report = json.loads(path.read_text())
         env = report["env"]
-        parts = [f"`{path.relative_to(ROOT)}`: {env.get('cpu')} ({env.get('cpu_count')} cores)"]
+        cpu = env.get("cpu") + (f" {env['cpu_capability']}" if env.get("cpu_capability") else "")
+        parts = [f"`{path.relative_to(ROOT)}`: {cpu} ({env.get('cpu_count')} cores)"]
         if "torch" in env:
             parts.append(f"torch {env['torch']} with {env['threads']} threads, FFT {env['torch_fft']}")
         parts.append(f"numpy {env.get('numpy')}")
@@ -108,7 +109,9 @@ def _decode() -> str | None:
     params = ", ".join(f"{k}: {p}" for k, p in dict((x["mixers"], x["params"]) for x in rows).items())
     return (format_decode(r) + "\n\n" +
             f"{c['new_tokens']} new tokens after each prompt, d_model {c['d_model']}, {c['n_layers']} "
-            f"layers, parameters {params}; device {r['device']}, torch {r['torch']}, {r['threads']} threads.")
+            f"layers, parameters {params}; device {r['device']}"
+            + (f" ({r['env']['cpu_capability']})" if r["env"].get("cpu_capability") else "")
+            + f", torch {r['torch']}, {r['threads']} threads.")
 
 
 def _hf_gpt2() -> str | None:
@@ -235,6 +238,8 @@ SECTIONS = {
     "recall": _json_section("recall/compare.json", "specmix.app.compare.format_compare"),
     "recall-head1": _json_section("recall-head1/compare.json", "specmix.app.compare.format_compare"),
     "lm-context": _bench("lm-context"),
+    "lm-step-fp32": _bench("perf-session/lm-fp32"),
+    "lm-step-bf16": _bench("perf-session/lm-bf16"),
     "lengths": _lengths,
     "lm-4096": _lm("lm-4096"),
     "decode": _decode,

@@ -111,6 +111,8 @@ def environment(device: str, *, with_torch: bool = True, malloc_tune: bool = Fal
     if with_torch:
         import torch
         env.update(torch=torch.__version__, threads=torch.get_num_threads(),
+                   cpu_capability=torch.backends.cpu.get_cpu_capability(),   # AVX2 / AVX512: the
+                   # shared hosts differ, and without AVX-512 bfloat16 GEMMs are emulated (~80x slower)
                    torch_fft="cuFFT" if device == "cuda" else
                    ("MKL" if torch.backends.mkl.is_available() else "pocketfft"))
         if device == "cuda":

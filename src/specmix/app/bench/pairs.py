@@ -82,4 +82,4 @@ def format_pairs(report: dict) -> str:
              f"{r['ratio']:.3f}", f"{r['ratio_min']:.2f} - {r['ratio_max']:.2f}"] for r in report["rows"]]
     return ("\n".join(markdown_table(head, rows)) + "\n\n"
             f"op {cfg['op']}, {cfg['mode']}, d_model {cfg['d_model']}, batch 1, float32, {cfg['rounds']} "
-            f"alternating rounds; {env.get('cpu')}, torch {env.get('torch')} with {env.get('threads')} threads.")
+            f"alternating rounds; {' '.join(filter(None, (env.get('cpu'), env.get('cpu_capability'))))}, torch {env.get('torch')} with {env.get('threads')} threads.")
