@@ -8,6 +8,8 @@ stderr and exit status 2; any other exception keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -130,41 +132,29 @@ def _eval_lengths(ns) -> int:
     return 0
 
 
-def _bench_decode_args(p):
-    from .bench.decode import DecodeBenchConfig
-    add_config_args(p, DecodeBenchConfig)
-
-
-def _bench_decode(ns) -> int:
-    import os
-
-    from .bench.decode import DecodeBenchConfig, format_decode, run_decode_bench
-    cfg = config_from_args(DecodeBenchConfig, ns)
-    print(format_decode(run_decode_bench(cfg)))
-    print(f"wrote {os.path.join(cfg.out, 'decode.json')}")
-    return 0
-
-
-def _bench_pairs_args(p):
-    from .bench.pairs import PairBenchConfig
-    add_config_args(p, PairBenchConfig)
-
-
-def _bench_pairs(ns) -> int:
-    import os
-
-    from .bench.pairs import PairBenchConfig, format_pairs, run_pair_bench
-    cfg = config_from_args(PairBenchConfig, ns)
-    print(format_pairs(run_pair_bench(cfg)))
-    print(f"wrote {os.path.join(cfg.out, 'pairs.json')}")
-    return 0
-
-
 @dataclass(frozen=True)
 class Command:
     help: str
     add_args: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+
+
+def _report_command(help: str, module: str, config: str, run: str, fmt: str, filename: str) -> Command:
+    """A benchmark command: flags from ``config``, ``run(cfg)`` returns a report that ``fmt``
+    prints as a table, written as ``filename`` under ``cfg.out``. Names are looked up in
+    ``module`` (relative to this package) only when the command is chosen."""
+    def load(name: str):
+        return getattr(importlib.import_module(module, __package__), name)
+
+    def add_args(p):
+        add_config_args(p, load(config))
+
+    def run_command(ns) -> int:
+        cfg = config_from_args(load(config), ns)
+        print(load(fmt)(load(run)(cfg)))
+        print(f"wrote {os.path.join(cfg.out, filename)}")
+        return 0
+    return Command(help, add_args, run_command)
 
 
 COMMANDS = {
@@ -177,9 +167,11 @@ COMMANDS = {
     "sample": Command("generate text from a checkpoint", _sample_args, _sample),
     "eval-lengths": Command("val loss of a checkpoint at longer contexts than trained",
                             _eval_lengths_args, _eval_lengths),
-    "bench-decode": Command("cached generation speed after long prompts", _bench_decode_args, _bench_decode),
-    "bench-pairs": Command("neighbouring lengths (4096 vs 4099) timed alternately in one process",
-                           _bench_pairs_args, _bench_pairs),
+    "bench-decode": _report_command("cached generation speed after long prompts", ".bench.decode",
+                                    "DecodeBenchConfig", "run_decode_bench", "format_decode", "decode.json"),
+    "bench-pairs": _report_command("neighbouring lengths (4096 vs 4099) timed alternately in one process",
+                                   ".bench.pairs", "PairBenchConfig", "run_pair_bench", "format_pairs",
+                                   "pairs.json"),
 }
 
 
