@@ -47,7 +47,8 @@ def format_report(report: dict) -> str:
     lines = {"numpy": _numpy_table, "torch": _torch_table, "lm": _lm_table}[backend](report)
     slopes = ", ".join(f"{op} {s:.2f}" for op, s in report["slopes"].items())
     lo, hi = report["fit_range"]
-    lines += ["", f"Fitted log-log slopes over n = {lo}..{hi}: {slopes or '-'}"]
+    if slopes:                  # none when fewer than two lengths fall in the fit range
+        lines += ["", f"Fitted log-log slopes over n = {lo}..{hi}: {slopes}"]
     lines += [f"- {op}: {why}" for op, why in report.get("stopped", {}).items()]
     return "\n".join(lines)
 
