@@ -95,7 +95,6 @@ class ConvCache:
         y = fft_conv_cf(u, self.kernel[:, : t - begin + reach], causal=True)   # (B, C, t - begin + reach)
         return y[:, :, t - begin:].transpose(1, 2)                       # (B, reach, C), a view
 
-
     def _far_share(self) -> torch.Tensor:
         """``far``'s rows for the next near block ``[length, length + block)``: ``(B, block, C)``."""
         start = self.length - self.far_end

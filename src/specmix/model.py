@@ -242,8 +242,8 @@ class SpecMixLM(nn.Module):
 
     # ------------------------------------------------------------------ decoding
     # Decoding runs under torch.inference_mode rather than no_grad: a step is a few dozen tiny
-    # ops, and skipping autograd's dispatch layer for each made it ~30% faster (32K prompt,
-    # d 128, 2 cores). prefill/step hence return inference tensors (clone one to use it in
+    # ops, and skipping autograd's dispatch layer for each made it 25-30% faster (alternating
+    # probes: 32K prompt, d 128, 2 cores). prefill/step hence return inference tensors (clone one to use it in
     # autograd); decode and generate return ordinary tensors.
     @torch.inference_mode()
     def prefill(self, idx: torch.Tensor) -> tuple[torch.Tensor, list]:

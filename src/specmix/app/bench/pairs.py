@@ -53,7 +53,8 @@ def measure_pair(cfg: PairBenchConfig, base: int, neighbour: int) -> dict:
     sync = synchronizer(cfg.device)
     calls = {base: _op(cfg, base), neighbour: _op(cfg, neighbour)}
     for fn in calls.values():                                   # warm-up: plans, caches, pages
-        timed(fn, sync), timed(fn, sync)
+        for _ in range(2):
+            timed(fn, sync)
     ms = {base: [], neighbour: []}
     for r in range(cfg.rounds):
         for n in ((base, neighbour) if r % 2 == 0 else (neighbour, base)):
@@ -67,6 +68,8 @@ def measure_pair(cfg: PairBenchConfig, base: int, neighbour: int) -> dict:
 def run_pair_bench(cfg: PairBenchConfig) -> dict:
     import torch
 
+    from ..runtime import resolve_device
+    resolve_device(cfg.device)                                  # --device cuda without CUDA: a usage error
     rows = [measure_pair(cfg, b, n) for b, n in zip(cfg.bases, cfg.neighbours)]
     env = environment(cfg.device)
     report = {"config": asdict(cfg), "torch": torch.__version__, "env": env, "rows": rows}
