@@ -93,6 +93,13 @@ def test_bench_pairs_times_both_lengths_alternately(tmp_path, capsys, one_line_e
     assert (row["base"], row["neighbour"], row["rounds"]) == (32, 35, 4)
     assert row["base_ms"] > 0 and row["neighbour_ms"] > 0
     assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
-    assert "neighbour / base" in capsys.readouterr().out
+    assert "B / A" in capsys.readouterr().out
+    assert main(["bench-pairs", "--op", "fft-floor", "--against", "spectral", "--bases", "32",
+                 "--neighbours", "32", "--mode", "forward", "--d-model", "8", "--rounds", "2",
+                 "--out", str(out)]) == 0
+    [row] = json.loads((out / "pairs.json").read_text())["rows"]
+    assert (row["base_op"], row["neighbour_op"]) == ("fft-floor", "spectral")
+    assert "fft-floor 32 | spectral 32" in capsys.readouterr().out
     one_line_error(["bench-pairs", "--neighbours", "35"], "one length per base")
     one_line_error(["bench-pairs", "--op", "naive"], "--op")
+    one_line_error(["bench-pairs", "--against", "naive"], "--against")

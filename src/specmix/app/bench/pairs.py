@@ -1,10 +1,10 @@
-"""Neighbouring lengths timed side by side: how much a length just past a power of two costs.
+"""Two ops or two lengths timed side by side: ratios that a shared machine's drift cannot fake.
 
 The scaling sweep runs every (op, n) in its own child process, minutes apart, so on a shared
-machine the ratio of two neighbouring rows (4099 vs 4096) carries the drift between them.
-Here both lengths of a pair are built in one process and timed in alternating rounds
-(A B, then B A, ...), so that a slow minute hits both; the ratio is the median of the
-per-round ratios.
+machine the ratio of two of its rows (4099 vs 4096, spectral vs fft-floor) carries the drift
+between them. Here both sides of a pair, ``(op, base)`` and ``(against, neighbour)``, are
+built in one process and timed in alternating rounds (A B, then B A, ...), so that a slow
+minute hits both; the ratio is the median of the per-round ratios.
 """
 from __future__ import annotations
 
@@ -22,13 +22,17 @@ from .harness import environment, synchronizer, timed
 from .ops import OpSpec, make_torch_op
 
 
+Op = Literal["sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "spectral-layer"]
+
+
 @dataclass(frozen=True)
 class PairBenchConfig:
-    op: Literal["sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "spectral-layer"] = field(
-        default="spectral", metadata={"help": "the torch op (as in specmix bench --backend torch)"})
-    bases: tuple[int, ...] = field(default=(4096, 65536), metadata={"help": "comma list of lengths"})
+    op: Op = field(default="spectral", metadata={
+        "help": "the torch op of side A (as in specmix bench --backend torch)"})
+    against: Op | None = field(default=None, metadata={"help": "the op of side B; none = --op"})
+    bases: tuple[int, ...] = field(default=(4096, 65536), metadata={"help": "comma list of side A's lengths"})
     neighbours: tuple[int, ...] = field(default=(4099, 65537), metadata={
-        "help": "comma list, one length per base, timed against it"})
+        "help": "comma list of side B's lengths, one per base"})
     mode: Literal["forward", "train"] = field(default="train", metadata={"help": "forward or train (fwd+bwd)"})
     d_model: int = field(default=256, metadata={"help": "channels"})
     rounds: int = field(default=31, metadata={"help": "alternating rounds (each times both lengths once)"})
@@ -43,26 +47,29 @@ class PairBenchConfig:
             raise UsageError(f"--bases/--neighbours: expected lengths >= 1, got {self.bases}, {self.neighbours}")
 
 
-def _op(cfg: PairBenchConfig, n: int):
-    return make_torch_op(OpSpec(backend="torch", op=cfg.op, n=n, d_model=cfg.d_model, batch=1, heads=4,
+def _op(cfg: PairBenchConfig, op: str, n: int):
+    return make_torch_op(OpSpec(backend="torch", op=op, n=n, d_model=cfg.d_model, batch=1, heads=4,
                                 window=256, dtype="float32", mode=cfg.mode, device=cfg.device))
 
 
 def measure_pair(cfg: PairBenchConfig, base: int, neighbour: int) -> dict:
-    """Median ms of each length and the median per-round ratio neighbour / base."""
+    """Median ms of each side and the median per-round ratio B / A, A = (op, base) and
+    B = (against, neighbour)."""
     sync = synchronizer(cfg.device)
-    calls = {base: _op(cfg, base), neighbour: _op(cfg, neighbour)}
-    for fn in calls.values():                                   # warm-up: plans, caches, pages
+    b_op = cfg.against or cfg.op
+    calls = (_op(cfg, cfg.op, base), _op(cfg, b_op, neighbour))
+    for fn in calls:                                            # warm-up: plans, caches, pages
         for _ in range(2):
             timed(fn, sync)
-    ms = {base: [], neighbour: []}
+    ms = ([], [])
     for r in range(cfg.rounds):
-        for n in ((base, neighbour) if r % 2 == 0 else (neighbour, base)):
-            ms[n].append(timed(calls[n], sync)[0] * 1e3)
-    ratios = np.array(ms[neighbour]) / np.array(ms[base])
-    return {"base": base, "neighbour": neighbour, "base_ms": float(np.median(ms[base])),
-            "neighbour_ms": float(np.median(ms[neighbour])), "ratio": float(np.median(ratios)),
-            "ratio_min": float(ratios.min()), "ratio_max": float(ratios.max()), "rounds": cfg.rounds}
+        for side in ((0, 1) if r % 2 == 0 else (1, 0)):
+            ms[side].append(timed(calls[side], sync)[0] * 1e3)
+    ratios = np.array(ms[1]) / np.array(ms[0])
+    return {"base_op": cfg.op, "base": base, "neighbour_op": b_op, "neighbour": neighbour,
+            "base_ms": float(np.median(ms[0])), "neighbour_ms": float(np.median(ms[1])),
+            "ratio": float(np.median(ratios)), "ratio_min": float(ratios.min()),
+            "ratio_max": float(ratios.max()), "rounds": cfg.rounds}
 
 
 def run_pair_bench(cfg: PairBenchConfig) -> dict:
@@ -80,9 +87,10 @@ def run_pair_bench(cfg: PairBenchConfig) -> dict:
 
 def format_pairs(report: dict) -> str:
     cfg, env = report["config"], report["env"]
-    head = ["base", "neighbour", "base ms", "neighbour ms", "neighbour / base (median of rounds)", "range"]
-    rows = [[r["base"], r["neighbour"], f"{r['base_ms']:.2f}", f"{r['neighbour_ms']:.2f}",
-             f"{r['ratio']:.3f}", f"{r['ratio_min']:.2f} - {r['ratio_max']:.2f}"] for r in report["rows"]]
+    head = ["A", "B", "A ms", "B ms", "B / A (median of rounds)", "range"]
+    rows = [[f"{r.get('base_op', cfg['op'])} {r['base']}", f"{r.get('neighbour_op', cfg['op'])} {r['neighbour']}",
+             f"{r['base_ms']:.2f}", f"{r['neighbour_ms']:.2f}", f"{r['ratio']:.3f}",
+             f"{r['ratio_min']:.2f} - {r['ratio_max']:.2f}"] for r in report["rows"]]
     return ("\n".join(markdown_table(head, rows)) + "\n\n"
-            f"op {cfg['op']}, {cfg['mode']}, d_model {cfg['d_model']}, batch 1, float32, {cfg['rounds']} "
+            f"{cfg['mode']}, d_model {cfg['d_model']}, batch 1, float32, {cfg['rounds']} "
             f"alternating rounds; {' '.join(filter(None, (env.get('cpu'), env.get('cpu_capability'))))}, torch {env.get('torch')} with {env.get('threads')} threads.")
