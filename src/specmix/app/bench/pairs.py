@@ -35,7 +35,7 @@ class PairBenchConfig:
         "help": "comma list of side B's lengths, one per base"})
     mode: Literal["forward", "train"] = field(default="train", metadata={"help": "forward or train (fwd+bwd)"})
     d_model: int = field(default=256, metadata={"help": "channels"})
-    rounds: int = field(default=31, metadata={"help": "alternating rounds (each times both lengths once)"})
+    rounds: int = field(default=31, metadata={"help": "alternating rounds (each times both sides once)"})
     device: Literal["cpu", "cuda"] = field(default="cpu", metadata={"help": "cpu or cuda"})
     out: str = field(default="runs/pairs", metadata={"help": "output folder"})
 
