@@ -14,6 +14,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from specmix.app.bench.harness import cpu_label  # noqa: E402
 from specmix.app.bench.report import format_report  # noqa: E402
 from specmix.io import atomic_write_text  # noqa: E402
 
@@ -33,8 +34,7 @@ def _bench(name: str):
             return None
         report = json.loads(path.read_text())
         env = report["env"]
-        cpu = env.get("cpu") + (f" {env['cpu_capability']}" if env.get("cpu_capability") else "")
-        parts = [f"`{path.relative_to(ROOT)}`: {cpu} ({env.get('cpu_count')} cores)"]
+        parts = [f"`{path.relative_to(ROOT)}`: {cpu_label(env)} ({env.get('cpu_count')} cores)"]
         if "torch" in env:
             parts.append(f"torch {env['torch']} with {env['threads']} threads, FFT {env['torch_fft']}")
         parts.append(f"numpy {env.get('numpy')}")
@@ -109,9 +109,8 @@ def _decode() -> str | None:
     params = ", ".join(f"{k}: {p}" for k, p in dict((x["mixers"], x["params"]) for x in rows).items())
     return (format_decode(r) + "\n\n" +
             f"{c['new_tokens']} new tokens after each prompt, d_model {c['d_model']}, {c['n_layers']} "
-            f"layers, parameters {params}; device {r['device']}"
-            + (f" ({r['env']['cpu_capability']})" if r["env"].get("cpu_capability") else "")
-            + f", torch {r['torch']}, {r['threads']} threads.")
+            f"layers, parameters {params}; device {r['device']} ({cpu_label(r['env'])}), torch "
+            f"{r['torch']}, {r['threads']} threads.")
 
 
 def _hf_gpt2() -> str | None:

@@ -120,6 +120,11 @@ def environment(device: str, *, with_torch: bool = True, malloc_tune: bool = Fal
     return env
 
 
+def cpu_label(env: dict) -> str:
+    """``"AMD EPYC AVX2"``: the CPU model and, where recorded, torch's CPU capability."""
+    return " ".join(filter(None, (env.get("cpu"), env.get("cpu_capability"))))
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:

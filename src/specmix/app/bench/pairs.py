@@ -18,7 +18,7 @@ import numpy as np
 from ...io import atomic_write_text
 from ...validation import UsageError, check_fields
 from ..tables import markdown_table
-from .harness import environment, synchronizer, timed
+from .harness import cpu_label, environment, synchronizer, timed
 from .ops import OpSpec, make_torch_op
 
 
@@ -93,4 +93,4 @@ def format_pairs(report: dict) -> str:
              f"{r['ratio_min']:.2f} - {r['ratio_max']:.2f}"] for r in report["rows"]]
     return ("\n".join(markdown_table(head, rows)) + "\n\n"
             f"{cfg['mode']}, d_model {cfg['d_model']}, batch 1, float32, {cfg['rounds']} "
-            f"alternating rounds; {' '.join(filter(None, (env.get('cpu'), env.get('cpu_capability'))))}, torch {env.get('torch')} with {env.get('threads')} threads.")
+            f"alternating rounds; {cpu_label(env)}, torch {env.get('torch')} with {env.get('threads')} threads.")
