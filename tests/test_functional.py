@@ -140,6 +140,31 @@ def test_local_attention_matches_dense_mask(n, window, causal):
     assert math.isfinite(out.abs().sum().item())
 
 
+@pytest.mark.parametrize("batch,d_model,seq_len", [(1, 256, 16384), (4, 256, 8192), (4, 64, 16384)])
+def test_lean_inference_chunks_hold_an_eighth_of_the_output(batch, d_model, seq_len):
+    """Mid-size inference calls run in channel chunks whose FFT buffers (~ rows * n_fft per
+    batch row) stay within 1/8 of the output's D * N; small ones run in one call."""
+    import specmix.functional as fn
+    n_fft = fft_conv_len(seq_len, seq_len)
+    x_t = torch.empty(batch, d_model, seq_len).as_strided((batch, d_model, seq_len), (0, 0, 0))
+    chunks = fn._channel_chunks(x_t, n_fft, training=False)
+    rows = chunks[0].stop - chunks[0].start
+    assert len(chunks) > 1 and rows * n_fft <= d_model * seq_len / 8
+    assert sum(c.stop - c.start for c in chunks) == d_model
+    small = torch.empty(1, 256, 1024)
+    assert len(fn._channel_chunks(small, fft_conv_len(1024, 1024), training=False)) == 1
+
+
+def test_no_grad_forward_builds_no_graph():
+    x = torch.randn(2, 4, 33, requires_grad=True)
+    k = torch.randn(4, 33, requires_grad=True)
+    y_grad = fft_conv_cf(x, k)
+    with torch.no_grad():
+        y = fft_conv_cf(x, k)
+    assert y.grad_fn is None and not y.requires_grad and y_grad.grad_fn is not None
+    assert torch.equal(y, y_grad.detach())
+
+
 @pytest.mark.parametrize("causal", [True, False])
 def test_channel_chunking_is_exact(monkeypatch, causal):
     import specmix.functional as fn
@@ -149,6 +174,7 @@ def test_channel_chunking_is_exact(monkeypatch, causal):
     x = torch.randn(2, 3, 21, 7, dtype=torch.float64, requires_grad=True)   # 7 channels
     k = torch.randn(7, 15, dtype=torch.float64, requires_grad=True)
     assert len(fn._channel_chunks(x.transpose(-1, -2), fft_conv_len(21, 15), True)) == 7
+    assert len(fn._channel_chunks(x.transpose(-1, -2), fft_conv_len(21, 15), False)) == 7
     dy = torch.randn(2, 3, 21, 7, dtype=torch.float64)
     gx, gk = torch.autograd.grad((fft_conv(x, k, causal=causal) * dy).sum(), (x, k))
     rx, rk = torch.autograd.grad((fft_conv_ref(x, k, causal=causal) * dy).sum(), (x, k))

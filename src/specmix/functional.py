@@ -24,6 +24,7 @@ Legend: B batch (any leading shape), N sequence, D channels, L taps, F = n_fft /
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -149,21 +150,37 @@ def fft_conv_len(seq_len: int, n_taps: int) -> int:
 # with about CHUNK_ELEMS_TRAIN real FFT points per chunk: 32 rows at B = 1, N = 4K, but 16 at
 # 16K and 64K, where the 32-row chunk's buffers raised the training peak from 88 to 133 MB
 # (16K) and from 377 to 474 MB (64K) for 3% less time (B = 1, D = 256, 2 cores); at 4K 16
-# rows cost 30% more time. Inference chunks only huge problems, since torch's CPU FFT runs
-# fastest on many rows per call (32-row chunks of n_fft = 2^17 cost 1.6x one 256-row call).
+# rows cost 30% more time.
+# Inference runs in one call up to CHUNK_ELEMS_INFER FFT points (the output is then a view
+# into the inverse FFT's buffer). Beyond, up to n_fft = LEAN_MAX_FFT, in lean chunks whose
+# rows' buffers hold about 1/INFER_CHUNK_SHARE of the output's B * D * N: at N = 16K, D = 256
+# one call peaked at 96 MB against SDPA's 17 MB, 16-row chunks at 26-32 MB, in the same time
+# (0.99x vs 1.13x the bare FFT pair, side by side). From n_fft = 2^16 up, MKL's transforms
+# of few long rows ran slower: 16-row chunks cost 1.33x the pair at 32K and 1.35x at 64K
+# against 1.13x in one call, so there chunks are large (CHUNK_ELEMS_HUGE complex points).
 CHUNK_ELEMS_TRAIN = 1 << 18
-CHUNK_ELEMS_INFER = 1 << 25
+CHUNK_ELEMS_INFER = 1 << 22
+LEAN_MAX_FFT = 1 << 15
+INFER_CHUNK_SHARE = 8
+CHUNK_ELEMS_HUGE = 1 << 25
 MIN_CHUNK_ROWS = 16
 
 
+def _pow2_floor(m: int) -> int:
+    return 1 << (m.bit_length() - 1) if m > 0 else 0
+
+
 def _channel_chunks(x_t: torch.Tensor, n_fft: int, training: bool) -> list[slice]:
-    n_rows = x_t[..., 0, 0].numel()                           # product of batch dims
+    n_rows = math.prod(x_t.shape[:-2])                        # product of batch dims
+    d_model, seq_len = x_t.shape[-2:]
     if training:
-        fit = CHUNK_ELEMS_TRAIN // max(1, n_rows * n_fft)
-        size = max(1 << (fit.bit_length() - 1) if fit else 0, MIN_CHUNK_ROWS)
+        size = max(_pow2_floor(CHUNK_ELEMS_TRAIN // max(1, n_rows * n_fft)), MIN_CHUNK_ROWS)
+    elif n_rows * d_model * n_fft <= CHUNK_ELEMS_INFER:
+        size = d_model
+    elif n_fft <= LEAN_MAX_FFT:
+        size = max(_pow2_floor(d_model * seq_len // (INFER_CHUNK_SHARE * n_fft)), 1)
     else:
-        size = max(CHUNK_ELEMS_INFER // max(1, n_rows * (n_fft // 2 + 1)), MIN_CHUNK_ROWS)
-    d_model = x_t.shape[-2]
+        size = max(CHUNK_ELEMS_HUGE // (n_rows * (n_fft // 2 + 1)), MIN_CHUNK_ROWS)
     return [slice(c, min(c + size, d_model)) for c in range(0, d_model, size)]
 
 
@@ -208,6 +225,34 @@ def _wrapped_adjoints(g: torch.Tensor, x_tail: torch.Tensor | None, k_tail: torc
     return dx, dk
 
 
+def _conv_forward(x_t, k, k_f, plan: tuple[int, int, int], rows, params, training: bool):
+    """``(y (..., D, N), n_taps)`` of :class:`_FFTConv`'s forward, a plain function: the
+    autograd Function calls it, and so does inference directly (no graph, no saved tensors).
+    ``y = irfft(rfft(x) * k_f)[start:start+N]`` per channel chunk, minus the wrapped outputs."""
+    n_fft, start, wrap = plan
+    seq_len = x_t.shape[-1]
+    chunks = _channel_chunks(x_t, n_fft, training)
+    y = x_t.new_empty(x_t.shape) if len(chunks) > 1 else None         # (..., D, N)
+    tails = []                                                         # (C, r) taps per chunk
+    whole = len(chunks) == 1                          # one chunk: no slicing (small calls)
+    for c in chunks:
+        pick = (lambda t: t) if whole else (lambda t: t[c])            # rows c of a (D, ...) tensor
+        k_c = pick(k) if rows is None else rows(*map(pick, params))    # (C, L)
+        n_taps = k_c.shape[-1]
+        kf_c = torch.fft.rfft(k_c, n=n_fft) if k_f is None else pick(k_f)   # (C, F)
+        y_f = torch.fft.rfft(x_t if whole else x_t[..., c, :], n=n_fft).mul_(kf_c)  # (..., C, F)
+        y_c = torch.fft.irfft(y_f, n=n_fft)[..., start:start + seq_len]  # (..., C, N)
+        if wrap:
+            tails.append(k_c[:, n_taps - wrap:])
+        if whole:
+            y = y_c                 # one chunk: a view into the irfft buffer, no copy
+        else:
+            y[..., c, :] = y_c
+    if wrap:                        # circular at n_fft: remove the r wrapped-around outputs
+        y[..., :wrap] -= _wrapped_outputs(x_t[..., seq_len - wrap:], torch.cat(tails))
+    return y, n_taps
+
+
 class _FFTConv(torch.autograd.Function):
     """Channels-first linear convolution whose backward is itself FFT convolutions.
 
@@ -225,28 +270,11 @@ class _FFTConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x_t, k, k_f, n_fft: int, start: int, wrap: int, rows, *params):
-        seq_len = x_t.shape[-1]
-        chunks = _channel_chunks(x_t, n_fft, training=any(ctx.needs_input_grad[:2]) or
-                                 any(ctx.needs_input_grad[7:]))
+        training = any(ctx.needs_input_grad[:2]) or any(ctx.needs_input_grad[7:])
         ctx.save_for_backward(x_t, k, *params)
         ctx.rows = rows
-        y = x_t.new_empty(x_t.shape) if len(chunks) > 1 else None     # (..., D, N)
-        tails = []                                                     # (C, r) taps per chunk
-        for c in chunks:
-            k_c = k[c] if rows is None else rows(*(p[c] for p in params))   # (C, L)
-            n_taps = k_c.shape[-1]
-            kf_c = k_f[c] if k_f is not None else torch.fft.rfft(k_c, n=n_fft)  # (C, F)
-            y_f = torch.fft.rfft(x_t[..., c, :], n=n_fft).mul_(kf_c)   # (..., C, F) complex
-            y_c = torch.fft.irfft(y_f, n=n_fft)[..., start:start + seq_len]  # (..., C, N)
-            if wrap:
-                tails.append(k_c[:, n_taps - wrap:])
-            if y is None:
-                y = y_c             # one chunk: a view into the irfft buffer, no copy
-                break
-            y[..., c, :] = y_c
-        if wrap:                    # circular at n_fft: remove the r wrapped-around outputs
-            y[..., :wrap] -= _wrapped_outputs(x_t[..., seq_len - wrap:], torch.cat(tails))
-        ctx.shape = (seq_len, n_taps, n_fft, start, wrap)
+        y, n_taps = _conv_forward(x_t, k, k_f, (n_fft, start, wrap), rows, params, training)
+        ctx.shape = (x_t.shape[-1], n_taps, n_fft, start, wrap)
         return y
 
     @staticmethod
@@ -328,7 +356,10 @@ def fft_conv_cf(x_t: torch.Tensor, k: torch.Tensor, *, causal: bool = True,
     _check_conv_args(x_t.transpose(-1, -2), k)
     dtype = _compute_dtype(x_t, k)
     n_fft, start, wrap = _plan(x_t.shape[-1], k.shape[-1], causal, k_f is not None)
-    y = _FFTConv.apply(x_t.to(dtype), k.to(dtype), k_f, n_fft, start, wrap, None)  # (..., D, N)
+    if torch.is_grad_enabled() and (x_t.requires_grad or k.requires_grad):
+        y = _FFTConv.apply(x_t.to(dtype), k.to(dtype), k_f, n_fft, start, wrap, None)  # (..., D, N)
+    else:                           # no graph: the forward alone (Function.apply's ~60 us saved)
+        y = _conv_forward(x_t.to(dtype), k.to(dtype), k_f, (n_fft, start, wrap), None, (), False)[0]
     return y.to(x_t.dtype)
 
 
