@@ -228,6 +228,7 @@ SECTIONS = {
     "bench-torch-forward": _bench("torch-forward"),
     "bench-torch-train": _bench("torch-train"),
     "bench-torch-train-65536": _bench("torch-train-65536"),
+    "bench-torch-forward-65536": _bench("torch-forward-65536"),
     "pairs-train": _json_section("pairs-train/pairs.json", "specmix.app.bench.pairs.format_pairs"),
     "pairs-forward-floor": _json_section("pairs-forward-floor/pairs.json", "specmix.app.bench.pairs.format_pairs"),
     "pairs-sdpa-forward": _json_section("pairs-sdpa/forward/pairs.json", "specmix.app.bench.pairs.format_pairs"),
