@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from helpers import assert_close, assert_same_grads
-from specmix.short_conv import short_conv, short_conv_ref
+from specmix.short_conv import short_conv, short_conv_ref, short_conv_step
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 11])
@@ -25,6 +25,19 @@ def test_short_conv_is_the_stated_sum():
     assert out == [1.0, 12.0, 123.0, 234.0, 345.0]
     out = short_conv(u, taps, 1)[0, 0].tolist()     # centred: taps[:, 0] looks back one, [:, 2] ahead
     assert out == [12.0, 123.0, 234.0, 345.0, 450.0]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_short_conv_step_is_the_causal_conv_one_token_at_a_time(k):
+    torch.manual_seed(k)
+    u = torch.randn(2, 5, 9, dtype=torch.float64)
+    taps = torch.randn(5, k, dtype=torch.float64)
+    full = short_conv(u, taps, k - 1)                                   # (B, C, N)
+    padded = torch.nn.functional.pad(u, (k - 1, 0))                     # inputs before 0 are zero
+    steps = torch.stack([short_conv_step(padded[..., t: t + k], taps) for t in range(9)], dim=-1)
+    assert_close(steps, full, what=f"short_conv_step k={k}")
+    with pytest.raises(ValueError, match="window"):
+        short_conv_step(u[..., :k + 1], taps)
 
 
 def test_short_conv_gradcheck():

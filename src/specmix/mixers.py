@@ -23,7 +23,7 @@ from .decoding import ConvCache
 from .filters import FrequencyFilter, ImplicitFilter, kernel_as_called
 from .attention import Attention, AttentionState  # noqa: F401  (re-exported: the mixers' one home)
 from .functional import add_channel_bias, fft_conv_cf, gemm_dtype
-from .short_conv import short_conv
+from .short_conv import short_conv, short_conv_step
 from .sharding import SequenceShard, channels_to_seq, previous_tail, seq_to_channels
 from .tokens import check_tokens, zero_padding
 
@@ -279,7 +279,7 @@ class SpectralMixer(nn.Module):
         if self.gated:
             window = torch.cat([state.history, u[:, :, None]], dim=-1)   # (B, C, 3) inputs t-2..t
             state.history = window[:, :, 1:]
-            conv = torch.linalg.vecdot(window, self.short_conv[:, 0, :].to(window.dtype))   # (B, C)
+            conv = short_conv_step(window, self.short_conv[:, 0, :])   # (B, C)
             if keep is not None:
                 conv = conv * keep
             q, k, v = conv[:, :, None].chunk(3, dim=1)                   # 3 x (B, D, 1)
@@ -294,8 +294,6 @@ class SpectralMixer(nn.Module):
         return (f"d_model={self.d_model}, max_len={self.max_len}, causal={self.causal}, "
                 f"filter={self.filter_kind!r}, gated={self.gated}"
                 + (f", head_dim={self.head_dim}" if self.head_dim > 1 else ""))
-
-
 
 
 @dataclass(kw_only=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["short_conv", "short_conv_ref"]
+__all__ = ["short_conv", "short_conv_step", "short_conv_ref"]
 
 
 def _check(u: torch.Tensor, taps: torch.Tensor, lookback: int) -> None:
@@ -77,6 +77,16 @@ def short_conv(u: torch.Tensor, taps: torch.Tensor, lookback: int) -> torch.Tens
     taps are cast to ``u``'s), tap ``j`` at lag ``lookback - j``: ``(B, C, N)``."""
     _check(u, taps, lookback)
     return _ShortConv.apply(u, taps, lookback)
+
+
+def short_conv_step(window: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """The causal short conv's newest output, one token at a time (decoding): ``window
+    (B, C, K)`` holds the inputs ``t - K + 1 .. t`` and the result ``(B, C)`` equals
+    ``short_conv(u, taps, K - 1)[..., t]``: tap ``j`` at lag ``K - 1 - j`` reads ``window[..., j]``."""
+    if window.dim() != 3 or taps.dim() != 2 or window.shape[1:] != taps.shape:
+        raise ValueError(f"short_conv_step: expected window (B, C, K) and taps (C, K); got "
+                         f"window {tuple(window.shape)}, taps {tuple(taps.shape)}")
+    return torch.linalg.vecdot(window, taps.to(window.dtype))          # (B, C)
 
 
 def short_conv_ref(u: torch.Tensor, taps: torch.Tensor, lookback: int) -> torch.Tensor:
