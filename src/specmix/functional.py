@@ -76,7 +76,9 @@ def next_fast_len(n: int) -> int:
     return 16 * j
 
 
-def _check_conv_args(x: torch.Tensor, k: torch.Tensor) -> None:
+def _check_conv_args(x: torch.Tensor, k: torch.Tensor, channels_first: bool = False) -> None:
+    """Errors in :func:`fft_conv`'s terms, ``x (..., N, D)``; ``channels_first``: ``x`` is
+    ``(..., D, N)`` (checked without a transposed view: this runs on every call)."""
     if not isinstance(x, torch.Tensor) or not isinstance(k, torch.Tensor):
         raise TypeError("fft_conv: x and k must be torch.Tensor, got "
                         f"{type(x).__name__} and {type(k).__name__}")
@@ -85,14 +87,16 @@ def _check_conv_args(x: torch.Tensor, k: torch.Tensor) -> None:
     if not k.is_floating_point():
         raise TypeError(f"fft_conv: k must be a floating-point tensor, got dtype {k.dtype}")
     if x.dim() < 2:
-        raise ValueError(f"fft_conv: x must have shape (..., N, D), got {tuple(x.shape)}")
+        layout = "(..., D, N)" if channels_first else "(..., N, D)"
+        raise ValueError(f"fft_conv: x must have shape {layout}, got {tuple(x.shape)}")
+    seq_len, d_model = (x.shape[-1], x.shape[-2]) if channels_first else (x.shape[-2], x.shape[-1])
     if k.dim() != 2:
         raise ValueError(f"fft_conv: k must have shape (D, L), got {tuple(k.shape)}")
-    if k.shape[0] != x.shape[-1]:
-        raise ValueError(f"fft_conv: k has {k.shape[0]} channels but x has D={x.shape[-1]}; "
+    if k.shape[0] != d_model:
+        raise ValueError(f"fft_conv: k has {k.shape[0]} channels but x has D={d_model}; "
                          "expected k of shape (D, L)")
-    if x.shape[-2] < 1 or k.shape[1] < 1:
-        raise ValueError(f"fft_conv: need N >= 1 and L >= 1, got N={x.shape[-2]}, L={k.shape[1]}")
+    if seq_len < 1 or k.shape[1] < 1:
+        raise ValueError(f"fft_conv: need N >= 1 and L >= 1, got N={seq_len}, L={k.shape[1]}")
 
 
 def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -231,26 +235,28 @@ def _conv_forward(x_t, k, k_f, plan: tuple[int, int, int], rows, params, trainin
     ``y = irfft(rfft(x) * k_f)[start:start+N]`` per channel chunk, minus the wrapped outputs."""
     n_fft, start, wrap = plan
     seq_len = x_t.shape[-1]
+
+    def chunk(x_c, k_c, kf_c):                                         # (..., C, N) of one chunk
+        kf_c = torch.fft.rfft(k_c, n=n_fft) if kf_c is None else kf_c  # (C, F)
+        y_f = torch.fft.rfft(x_c, n=n_fft).mul_(kf_c)                  # (..., C, F) complex
+        return torch.fft.irfft(y_f, n=n_fft)[..., start:start + seq_len]
+
     chunks = _channel_chunks(x_t, n_fft, training)
-    y = x_t.new_empty(x_t.shape) if len(chunks) > 1 else None         # (..., D, N)
-    tails = []                                                         # (C, r) taps per chunk
-    whole = len(chunks) == 1                          # one chunk: no slicing (small calls)
-    for c in chunks:
-        pick = (lambda t: t) if whole else (lambda t: t[c])            # rows c of a (D, ...) tensor
-        k_c = pick(k) if rows is None else rows(*map(pick, params))    # (C, L)
-        n_taps = k_c.shape[-1]
-        kf_c = torch.fft.rfft(k_c, n=n_fft) if k_f is None else pick(k_f)   # (C, F)
-        y_f = torch.fft.rfft(x_t if whole else x_t[..., c, :], n=n_fft).mul_(kf_c)  # (..., C, F)
-        y_c = torch.fft.irfft(y_f, n=n_fft)[..., start:start + seq_len]  # (..., C, N)
-        if wrap:
-            tails.append(k_c[:, n_taps - wrap:])
-        if whole:
-            y = y_c                 # one chunk: a view into the irfft buffer, no copy
-        else:
-            y[..., c, :] = y_c
+    tails = []                                                         # (C, r) last taps per chunk
+    if len(chunks) == 1:            # one chunk: y is a view into the irfft buffer, no copy
+        k_c = k if rows is None else rows(*params)                     # (D, L)
+        y = chunk(x_t, k_c, k_f)
+        tails += [k_c[:, k_c.shape[-1] - wrap:]] if wrap else []
+    else:
+        y = x_t.new_empty(x_t.shape)                                   # (..., D, N)
+        for c in chunks:
+            k_c = k[c] if rows is None else rows(*(p[c] for p in params))   # (C, L)
+            y[..., c, :] = chunk(x_t[..., c, :], k_c, None if k_f is None else k_f[c])
+            # a copy of the last taps: a view would keep the chunk's kernel rows alive
+            tails += [k_c[:, k_c.shape[-1] - wrap:].clone()] if wrap else []
     if wrap:                        # circular at n_fft: remove the r wrapped-around outputs
         y[..., :wrap] -= _wrapped_outputs(x_t[..., seq_len - wrap:], torch.cat(tails))
-    return y, n_taps
+    return y, k_c.shape[-1]
 
 
 class _FFTConv(torch.autograd.Function):
@@ -301,7 +307,7 @@ class _FFTConv(torch.autograd.Function):
                     k_live = rows(*p_c)                                # (C, L)
                 k_c = k_live.detach()
             if wrap:
-                tails.append(k_c[:, n_taps - wrap:])
+                tails.append(k_c[:, n_taps - wrap:].clone())           # not a view: frees k_c
             dk_c, dx_c = _chunk_grads(x_t[..., c, :], k_c, dy[..., c, :], ctx.shape,
                                       need_dk or any(need_dp), need_dx)
             if dk_wrap is not None:
@@ -353,14 +359,16 @@ def fft_conv_cf(x_t: torch.Tensor, k: torch.Tensor, *, causal: bool = True,
     The FFTs then run on contiguous rows, with no transpose. ``k_f`` may pass a cached
     ``rfft(k, n=fft_conv_len(N, L))`` (only when ``k`` needs no gradient).
     """
-    _check_conv_args(x_t.transpose(-1, -2), k)
+    _check_conv_args(x_t, k, channels_first=True)
     dtype = _compute_dtype(x_t, k)
+    in_dtype = x_t.dtype
+    x_t, k = (t if t.dtype == dtype else t.to(dtype) for t in (x_t, k))
     n_fft, start, wrap = _plan(x_t.shape[-1], k.shape[-1], causal, k_f is not None)
     if torch.is_grad_enabled() and (x_t.requires_grad or k.requires_grad):
-        y = _FFTConv.apply(x_t.to(dtype), k.to(dtype), k_f, n_fft, start, wrap, None)  # (..., D, N)
+        y = _FFTConv.apply(x_t, k, k_f, n_fft, start, wrap, None)         # (..., D, N)
     else:                           # no graph: the forward alone (Function.apply's ~60 us saved)
-        y = _conv_forward(x_t.to(dtype), k.to(dtype), k_f, (n_fft, start, wrap), None, (), False)[0]
-    return y.to(x_t.dtype)
+        y = _conv_forward(x_t, k, k_f, (n_fft, start, wrap), None, (), False)[0]
+    return y if y.dtype == in_dtype else y.to(in_dtype)
 
 
 def fft_conv_rows_cf(x_t: torch.Tensor, rows, params: tuple[torch.Tensor, ...], n_taps: int, *,
