@@ -8,7 +8,9 @@ allocator state cannot touch another's (see :mod:`specmix.app.bench.sweep`).
 """
 from __future__ import annotations
 
+import concurrent.futures as cf
 import ctypes
+import multiprocessing
 import os
 import platform
 import time
@@ -16,12 +18,19 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["MALLOC_TUNE", "synchronizer", "timed", "summarize", "peak_memory_mb", "measure",
+__all__ = ["MALLOC_TUNE", "fresh_process_pool", "synchronizer", "timed", "summarize", "peak_memory_mb", "measure",
            "environment", "proc_kb"]
 
 # glibc keeps freed memory for reuse instead of unmapping it (no first-touch page faults
 # on every call); applied to every benchmark child process alike, recorded in the env.
 MALLOC_TUNE = {"MALLOC_MMAP_THRESHOLD_": str(1 << 34), "MALLOC_TRIM_THRESHOLD_": str(1 << 34)}
+
+
+def fresh_process_pool() -> cf.ProcessPoolExecutor:
+    """One worker, spawned (no forked allocator or thread state), a new process per task:
+    where every benchmark configuration runs, so that none sees another's heap."""
+    ctx = multiprocessing.get_context("spawn")
+    return cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx, max_tasks_per_child=1)
 
 
 def synchronizer(device: str) -> Callable[[], None]:

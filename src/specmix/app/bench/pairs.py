@@ -11,9 +11,7 @@ unchunked rfft + irfft pair at 16K took twice as long).
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
 import json
-import multiprocessing
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Literal
@@ -23,7 +21,7 @@ import numpy as np
 from ...io import atomic_write_text
 from ...validation import UsageError, check_fields
 from ..tables import markdown_table
-from .harness import MALLOC_TUNE, cpu_label, environment, synchronizer, timed
+from .harness import MALLOC_TUNE, cpu_label, environment, fresh_process_pool, synchronizer, timed
 from .ops import OpSpec, make_torch_op
 
 
@@ -87,7 +85,7 @@ def run_pair_bench(cfg: PairBenchConfig) -> dict:
         os.environ.update(MALLOC_TUNE)         # inherited by the spawned children
     rows = []
     for base, neighbour in zip(cfg.bases, cfg.neighbours):
-        with cf.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with fresh_process_pool() as pool:
             rows.append(pool.submit(measure_pair, cfg, base, neighbour).result())
     env = environment(cfg.device, malloc_tune=cfg.malloc_tune)
     report = {"config": asdict(cfg), "torch": torch.__version__, "env": env, "rows": rows}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import math
-import multiprocessing
 import os
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
@@ -18,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from ...validation import UsageError, check_fields
-from .harness import MALLOC_TUNE, environment, measure, proc_kb
+from .harness import MALLOC_TUNE, environment, fresh_process_pool, measure, proc_kb
 from .ops import LM_OPS, NUMPY_OPS, TORCH_OPS, OpSpec, memory_estimate_bytes, spectral_n_fft
 
 DEFAULTS = {
@@ -139,11 +138,6 @@ def _predict_ms(rows: list[dict], op: str, n: int) -> float:
     return ms1 * (n / n1) ** slope
 
 
-def _new_pool(cfg: BenchConfig) -> cf.ProcessPoolExecutor:
-    ctx = multiprocessing.get_context("spawn")
-    return cf.ProcessPoolExecutor(max_workers=1, mp_context=ctx, max_tasks_per_child=1)
-
-
 def run_sweep(cfg: BenchConfig, progress: bool = True) -> dict:
     """Run the whole sweep; returns ``{"env", "config", "results", "slopes", "fit_range"}``."""
     from tqdm.auto import tqdm
@@ -153,7 +147,7 @@ def run_sweep(cfg: BenchConfig, progress: bool = True) -> dict:
     if cfg.malloc_tune:
         os.environ.update(MALLOC_TUNE)         # inherited by the spawned children
     available = proc_kb("MemAvailable", "/proc/meminfo")
-    rows, stopped, pool = [], {}, _new_pool(cfg)
+    rows, stopped, pool = [], {}, fresh_process_pool()
     bar = tqdm(total=len(ops) * len(lengths), disable=not progress, desc=f"bench {cfg.backend}")
     try:
         for n in lengths:
@@ -182,7 +176,7 @@ def run_sweep(cfg: BenchConfig, progress: bool = True) -> dict:
                     # of memory): report it, stop this op; any other error is a bug and propagates
                     stopped[op] = f"stopped at n={n}: {type(err).__name__}: {err}"
                     pool.shutdown(cancel_futures=True)
-                    pool = _new_pool(cfg)
+                    pool = fresh_process_pool()
                     continue
                 rows.append(row)
                 if row["ms"] > cfg.max_seconds * 1e3:
