@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from helpers import assert_close, assert_same_grads
-from specmix.short_conv import short_conv, short_conv_ref, short_conv_step
+from specmix.short_conv import ShortConvCache, short_conv, short_conv_ref
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 11])
@@ -27,17 +27,20 @@ def test_short_conv_is_the_stated_sum():
     assert out == [12.0, 123.0, 234.0, 345.0, 450.0]
 
 
-@pytest.mark.parametrize("k", [1, 2, 3])
-def test_short_conv_step_is_the_causal_conv_one_token_at_a_time(k):
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_short_conv_cache_is_the_causal_conv_one_token_at_a_time(k):
+    """Prefill on the first p inputs, then step through the rest: equal to the full causal conv
+    (also when the prompt is shorter than the taps' reach)."""
     torch.manual_seed(k)
     u = torch.randn(2, 5, 9, dtype=torch.float64)
     taps = torch.randn(5, k, dtype=torch.float64)
     full = short_conv(u, taps, k - 1)                                   # (B, C, N)
-    padded = torch.nn.functional.pad(u, (k - 1, 0))                     # inputs before 0 are zero
-    steps = torch.stack([short_conv_step(padded[..., t: t + k], taps) for t in range(9)], dim=-1)
-    assert_close(steps, full, what=f"short_conv_step k={k}")
-    with pytest.raises(ValueError, match="window"):
-        short_conv_step(u[..., :k + 1], taps)
+    for p in (1, 2, 6):
+        cache = ShortConvCache.prefill(u[..., :p], taps)
+        steps = torch.stack([cache.step(u[..., t]) for t in range(p, 9)], dim=-1)
+        assert_close(steps, full[..., p:], what=f"ShortConvCache k={k} prompt {p}")
+    with pytest.raises(ValueError, match="u_t"):
+        cache.step(u[:, :3, 0])
 
 
 def test_short_conv_gradcheck():

@@ -23,7 +23,7 @@ from .decoding import ConvCache
 from .filters import FrequencyFilter, ImplicitFilter, kernel_as_called
 from .attention import Attention, AttentionState  # noqa: F401  (re-exported: the mixers' one home)
 from .functional import add_channel_bias, fft_conv_cf, gemm_dtype
-from .short_conv import short_conv, short_conv_step
+from .short_conv import ShortConvCache, short_conv
 from .sharding import SequenceShard, channels_to_seq, previous_tail, seq_to_channels
 from .tokens import check_tokens, zero_padding
 
@@ -261,32 +261,29 @@ class SpectralMixer(nn.Module):
         kernel = self.filter.kernel(max_len)                             # (D, max_len)
         kernel = self.expand_heads(kernel if kernel.dtype in (torch.float32, torch.float64) else kernel.float())
         y, conv = ConvCache.prefill(kernel, conv_in, max_len)            # (B, D h, N)
-        history = F.pad(u, (2, 0))[:, :, -2:].clone() if self.gated else None  # (B, C, 2)
-        return self._project_out(q, y, mask), SpectralState(conv=conv, history=history)
+        short = ShortConvCache.prefill(u, self.short_conv[:, 0, :]) if self.gated else None
+        return self._project_out(q, y, mask), SpectralState(conv=conv, short=short)
 
     def step(self, x_t: torch.Tensor, state: "SpectralState", mask: torch.Tensor | None = None) -> torch.Tensor:
         """The next token ``x_t (B, D) -> (B, D)``; updates ``state`` in place. ``mask (B,)``
         False marks a padded position (zero output, zero input to the state).
 
         The one-token form of :meth:`forward`'s streams, written for few small ops (decoding
-        is bound by per-op cost): one addmm in, the short conv as a 3-term dot with the
-        inputs kept in ``state.history``, the cached long convolution, one addmm out."""
+        is bound by per-op cost): one addmm in (the weight read as :meth:`project_in` reads
+        it), the short conv from its pending partial sums (:class:`ShortConvCache`), the
+        cached long convolution, one addmm out."""
         keep = None if mask is None else mask[:, None].to(x_t.dtype)    # (B, 1)
-        u = self.in_proj(x_t)                                            # (B, C)
+        u = F.linear(x_t, self.in_proj.weight, self.in_proj.bias)        # (B, C)
         if keep is not None:
             u = u * keep
-        q, conv_in = None, u
         if self.gated:
-            window = torch.cat([state.history, u[:, :, None]], dim=-1)   # (B, C, 3) inputs t-2..t
-            state.history = window[:, :, 1:]
-            conv = short_conv_step(window, self.short_conv[:, 0, :])   # (B, C)
+            conv = state.short.step(u)                                   # (B, C)
             if keep is not None:
                 conv = conv * keep
-            q, k, v = conv[:, :, None].chunk(3, dim=1)                   # 3 x (B, D, 1)
-            conv_in = self.bind(k, v)[:, :, 0]                           # (B, D h)
-        y = state.conv.step(conv_in)                                     # (B, D h)
-        if q is not None:
-            y = self.read(q, y[:, :, None])[:, :, 0]                     # (B, D)
+            q, k, v = conv[:, :, None].unflatten(1, (3, self.d_model)).unbind(1)   # 3 x (B, D, 1)
+            y = self.read(q, state.conv.step(self.bind(k, v)[:, :, 0])[:, :, None])[:, :, 0]   # (B, D)
+        else:
+            y = state.conv.step(u)                                       # (B, D)
         out = self.out_proj(y)                                           # (B, D)
         return out if keep is None else out * keep
 
@@ -301,4 +298,4 @@ class SpectralState:
     """Inference state of a causal :class:`SpectralMixer`."""
 
     conv: ConvCache                 # the long convolution's past inputs, folded (see decoding)
-    history: torch.Tensor | None    # (B, C, 2) the last two raw projections (gated short conv)
+    short: ShortConvCache | None    # the gated short conv's pending partial sums (None ungated)

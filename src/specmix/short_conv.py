@@ -15,9 +15,11 @@ way, and one channel-wise reduction per tap for the taps' gradient.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-__all__ = ["short_conv", "short_conv_step", "short_conv_ref"]
+__all__ = ["short_conv", "ShortConvCache", "short_conv_ref"]
 
 
 def _check(u: torch.Tensor, taps: torch.Tensor, lookback: int) -> None:
@@ -79,14 +81,42 @@ def short_conv(u: torch.Tensor, taps: torch.Tensor, lookback: int) -> torch.Tens
     return _ShortConv.apply(u, taps, lookback)
 
 
-def short_conv_step(window: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """The causal short conv's newest output, one token at a time (decoding): ``window
-    (B, C, K)`` holds the inputs ``t - K + 1 .. t`` and the result ``(B, C)`` equals
-    ``short_conv(u, taps, K - 1)[..., t]``: tap ``j`` at lag ``K - 1 - j`` reads ``window[..., j]``."""
-    if window.dim() != 3 or taps.dim() != 2 or window.shape[1:] != taps.shape:
-        raise ValueError(f"short_conv_step: expected window (B, C, K) and taps (C, K); got "
-                         f"window {tuple(window.shape)}, taps {tuple(taps.shape)}")
-    return torch.linalg.vecdot(window, taps.to(window.dtype))          # (B, C)
+@dataclass(kw_only=True)
+class ShortConvCache:
+    """The causal short conv (``lookback = K - 1``) one token at a time, for decoding.
+
+    Instead of the last ``K - 1`` inputs it keeps their partial sums: ``pending[i] (B, C)`` is
+    the part of output ``t + 1 + i`` that the inputs up to ``t`` contribute. A step then costs
+    ``K`` multiply-adds on ``(B, C)`` rows and no concatenation: output ``t`` is
+    ``pending[0] + taps[K - 1] u_t``, and ``u_t`` enters each pending sum through its lag."""
+
+    columns: torch.Tensor           # (K, C) the taps by lag K-1 .. 0, in the inputs' dtype
+    pending: list[torch.Tensor]     # K - 1 partial outputs (B, C), the next output first
+
+    @classmethod
+    def prefill(cls, u: torch.Tensor, taps: torch.Tensor) -> "ShortConvCache":
+        """The cache after the prompt ``u (B, C, N)`` for ``taps (C, K)`` (zeros before ``u``)."""
+        k = taps.shape[1]
+        _check(u, taps, k - 1)
+        columns = taps.to(u.dtype).T.contiguous()                         # (K, C)
+        tail = torch.nn.functional.pad(u, (k - 1, 0))[..., u.shape[-1]:]  # (B, C, K-1) last inputs
+        # output N + i reads tail[..., p] (lag K - 1 - p + i) through tap p - i, for p >= i
+        pending = [sum(columns[p - i] * tail[..., p] for p in range(i, k - 1)) for i in range(k - 1)]
+        return cls(columns=columns, pending=pending)
+
+    def step(self, u_t: torch.Tensor) -> torch.Tensor:
+        """The output at the new input ``u_t (B, C)``: ``(B, C)``, equal to ``short_conv``'s."""
+        if u_t.dim() != 2 or u_t.shape[1] != self.columns.shape[1]:
+            raise ValueError(f"ShortConvCache.step: expected u_t (B, C={self.columns.shape[1]}), "
+                             f"got {tuple(u_t.shape)}")
+        k = self.columns.shape[0]
+        if k == 1:
+            return u_t * self.columns[0]
+        out = torch.addcmul(self.pending[0], u_t, self.columns[k - 1])   # (B, C)
+        for i in range(k - 2):                                            # u_t at lag 1 + i
+            self.pending[i] = torch.addcmul(self.pending[i + 1], u_t, self.columns[k - 2 - i])
+        self.pending[k - 2] = u_t * self.columns[0]
+        return out
 
 
 def short_conv_ref(u: torch.Tensor, taps: torch.Tensor, lookback: int) -> torch.Tensor:
