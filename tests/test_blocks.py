@@ -30,6 +30,22 @@ def test_block_without_mlp():
     assert_close(block(x), x + block.mixer(block.norm1(x)), what="mixer-only block")
 
 
+def test_mlp_step_is_forward_and_restores_onednn(monkeypatch):
+    from specmix.blocks import MLP
+    mlp = MLP(D, 4 * D)
+    x = torch.randn(3, D)                                   # float32, contiguous: oneDNN's case
+    assert_close(mlp.step(x), mlp(x), what="MLP.step")
+    assert torch.backends.mkldnn.enabled
+
+    def failing_gelu(h):
+        assert not torch.backends.mkldnn.enabled            # ATen's kernel inside the step
+        raise RuntimeError("gelu failed")
+    monkeypatch.setattr(torch.nn.functional, "gelu", failing_gelu)
+    with pytest.raises(RuntimeError, match="gelu failed"):
+        mlp.step(x)
+    assert torch.backends.mkldnn.enabled                    # restored after an error too
+
+
 def test_dropout_inside_blocks_is_off_in_eval():
     block = Block(D, SpectralMixer(D, MAX_LEN, gated=True), dropout=0.5)
     x = torch.randn(2, 11, D)

@@ -30,6 +30,21 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(F.gelu(self.fc(x)))
 
+    def step(self, x_t: torch.Tensor) -> torch.Tensor:
+        """``forward`` for one token ``(B, D)`` of cached decoding, with GELU run by ATen's own
+        kernel: for a contiguous float32 input ``F.gelu`` calls oneDNN's primitive, which at
+        one token cost ~25 us a call against ~4 us (2 cores, d_ff 512) and made a whole 4-layer
+        decoding step ~20% slower (alternating in-process probe after a 32K prompt: 2.30 vs
+        1.99 ms). Both compute the exact erf form; oneDNN is off only around that one call."""
+        h = self.fc(x_t)
+        enabled = torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = False
+        try:
+            h = F.gelu(h)
+        finally:
+            torch.backends.mkldnn.enabled = enabled
+        return self.proj(h)
+
 
 class Block(nn.Module):
     """Pre-norm residual block: ``x + drop(mixer(norm(x)))``, then ``x + drop(mlp(norm(x)))``.
@@ -84,5 +99,7 @@ class Block(nn.Module):
         return self._mlp_branch(x + y), state
 
     def step(self, x_t: torch.Tensor, state) -> torch.Tensor:
-        """The next token ``(B, D) -> (B, D)``; the mixer updates ``state`` in place."""
-        return self._mlp_branch(x_t + self.mixer.step(self.norm1(x_t), state))
+        """The next token ``(B, D) -> (B, D)``; the mixer updates ``state`` in place, the MLP
+        runs its one-token form (:meth:`MLP.step`)."""
+        x_t = x_t + self.mixer.step(self.norm1(x_t), state)
+        return x_t if self.mlp is None else x_t + self.drop(self.mlp.step(self.norm2(x_t)))
