@@ -107,11 +107,15 @@ def test_bench_decode_writes_rows(tmp_path, capsys, one_line_error):
     assert main(["bench-decode", "--prompts", "16,64", "--new-tokens", "8", "--d-model", "16",
                  "--n-layers", "2", "--n-heads", "2", "--repeats", "1", "--device", "cpu",
                  "--out", str(out)]) == 0
-    rows = json.loads((out / "decode.json").read_text())["rows"]
+    report = json.loads((out / "decode.json").read_text())
+    rows = report["rows"]
     assert {(r["mixers"], r["prompt"]) for r in rows} == {
         (k, p) for k in ("spectral-gated", "attention") for p in (16, 64)}
     assert all(r["tokens_per_s"] > 0 and r["prefill_ms"] > 0 for r in rows)
-    assert "spectral-gated tok/s" in capsys.readouterr().out
+    assert set(report["ratios"]) == {"16", "64"} and all(
+        set(r) == {"attention"} and r["attention"] > 0 for r in report["ratios"].values())
+    text = capsys.readouterr().out
+    assert "spectral-gated tok/s" in text and "spectral-gated speed-up over attention" in text
     one_line_error(["bench-decode", "--prompts", "0"], "--prompts")
 
 

@@ -1,9 +1,12 @@
 """Long-context sampling speed: cached generation after prompts of 1K .. 32K tokens.
 
-For each model kind and prompt length P, an :func:`~specmix.app.bench.ops.untrained_lm` with
-context ``P + new_tokens`` runs :meth:`SpecMixLM.prefill` (the prompt's forward plus building
+For each prompt length P, one :func:`~specmix.app.bench.ops.untrained_lm` per model kind, with
+context ``P + new_tokens``, runs :meth:`SpecMixLM.prefill` (the prompt's forward plus building
 the per-layer states), then ``new_tokens`` greedy :meth:`SpecMixLM.step` calls; the two are
-timed separately with the harness' clock, median over repeats.
+timed separately with the harness' clock. The kinds take turns repeat by repeat (A B A B ...),
+so each repeat gives a ratio of the first kind's tokens/s to every other's measured minutes
+apart at most; rows hold medians, ``ratios`` the median of those per-repeat ratios (on these
+shared machines a run's speed drifts by 1.5x between minutes).
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+import numpy as np
 import torch
 
 from ...io import atomic_write_text
@@ -58,29 +62,47 @@ def _generate(model, idx: torch.Tensor, new_tokens: int, sync) -> tuple[float, f
     return prefill_s, timed(steps, sync)[0]
 
 
-def measure_decode(kind: str, prompt: int, cfg: DecodeBenchConfig, device: torch.device) -> dict:
-    model = untrained_lm(kind, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
-                         context=prompt + cfg.new_tokens, device=str(device)).eval()
-    idx = torch.randint(0, model.config.vocab_size, (1, prompt), device=device)   # (1, P)
+def _row(kind: str, prompt: int, model, prefill_s: list[float], steps_s: list[float], new_tokens: int) -> dict:
+    steps_ms = summarize([s * 1e3 for s in steps_s])["ms"]             # medians
+    return {"mixers": kind, "prompt": prompt, "new_tokens": new_tokens, "params": model.num_params(),
+            "prefill_ms": summarize([s * 1e3 for s in prefill_s])["ms"],
+            "ms_per_token": steps_ms / new_tokens, "tokens_per_s": new_tokens / (steps_ms / 1e3),
+            "steps_ms_per_repeat": [s * 1e3 for s in steps_s]}
+
+
+def measure_prompt(prompt: int, cfg: DecodeBenchConfig, device: torch.device) -> tuple[list[dict], dict]:
+    """Every kind at one prompt length, their repeats alternating: the rows and, for each
+    kind after the first, the median per-repeat ratio ``its step time / the first kind's``."""
+    models = {kind: untrained_lm(kind, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
+                                 context=prompt + cfg.new_tokens, device=str(device)).eval()
+              for kind in cfg.mixers}
+    idx = torch.randint(0, models[cfg.mixers[0]].config.vocab_size, (1, prompt), device=device)   # (1, P)
     sync = synchronizer(device.type)
-    _generate(model, idx, 2, sync)                                                 # warm-up
-    prefill, steps = zip(*(_generate(model, idx, cfg.new_tokens, sync) for _ in range(cfg.repeats)))
-    steps_ms = summarize([s * 1e3 for s in steps])["ms"]             # medians
-    return {"mixers": kind, "prompt": prompt, "new_tokens": cfg.new_tokens, "params": model.num_params(),
-            "prefill_ms": summarize([s * 1e3 for s in prefill])["ms"],
-            "ms_per_token": steps_ms / cfg.new_tokens, "tokens_per_s": cfg.new_tokens / (steps_ms / 1e3)}
+    for model in models.values():
+        _generate(model, idx, 2, sync)                                             # warm-up
+    times = {kind: [] for kind in models}                                          # (prefill s, steps s)
+    for _ in range(cfg.repeats):
+        for kind, model in models.items():
+            times[kind].append(_generate(model, idx, cfg.new_tokens, sync))
+    rows = [_row(kind, prompt, models[kind], *zip(*times[kind]), cfg.new_tokens) for kind in models]
+    first = [steps for _, steps in times[cfg.mixers[0]]]
+    ratios = {kind: float(np.median([s / f for (_, s), f in zip(times[kind], first)]))
+              for kind in cfg.mixers[1:]}
+    return rows, ratios
 
 
 def run_decode_bench(cfg: DecodeBenchConfig, progress: bool = True) -> dict:
     from tqdm.auto import tqdm
 
     device = resolve_device(cfg.device)
-    rows = []
+    rows, ratios = [], {}
     for prompt in tqdm(cfg.prompts, disable=not progress, desc="decode"):
-        rows += [measure_decode(kind, prompt, cfg, device) for kind in cfg.mixers]
+        prompt_rows, ratios[str(prompt)] = measure_prompt(prompt, cfg, device)
+        rows += prompt_rows
     env = environment(device.type)
     report = {"config": asdict(cfg), "device": str(device), "torch": env["torch"],
-              "threads": env["threads"], "env": env, "rows": rows}
+              "threads": env["threads"], "env": env, "rows": rows,
+              "ratios": ratios}     # prompt -> kind -> median per-repeat (kind's time / first kind's)
     os.makedirs(cfg.out, exist_ok=True)
     atomic_write_text(os.path.join(cfg.out, "decode.json"), json.dumps(report, indent=2) + "\n")
     optional_plot("plot_decode", report, os.path.join(cfg.out, "decode.png"))
@@ -88,10 +110,15 @@ def run_decode_bench(cfg: DecodeBenchConfig, progress: bool = True) -> dict:
 
 
 def format_decode(report: dict) -> str:
+    """Tokens/s and prefill per kind; then, per other kind, the first kind's speed-up over it
+    (median of the per-repeat ratios, the figure to quote)."""
     kinds = list(dict.fromkeys(r["mixers"] for r in report["rows"]))
     by = {(r["mixers"], r["prompt"]): r for r in report["rows"]}
-    head = ["prompt"] + [f"{k} tok/s" for k in kinds] + [f"{k} prefill ms" for k in kinds]
+    ratios = report.get("ratios", {})
+    head = (["prompt"] + [f"{k} tok/s" for k in kinds] + [f"{k} prefill ms" for k in kinds]
+            + [f"{kinds[0]} speed-up over {k}" for k in kinds[1:] if ratios])
     rows = [[prompt] + [f"{by[(k, prompt)]['tokens_per_s']:.1f}" for k in kinds]
             + [f"{by[(k, prompt)]['prefill_ms']:.0f}" for k in kinds]
+            + [f"{ratios[str(prompt)][k]:.2f}x" for k in kinds[1:] if ratios]
             for prompt in dict.fromkeys(r["prompt"] for r in report["rows"])]
     return "\n".join(markdown_table(head, rows))
