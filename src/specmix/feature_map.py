@@ -111,23 +111,21 @@ class TaylorSpectralMixer(SpectralMixer):
         return k[:, None, :].expand(heads, width, length).reshape(heads * width, length)
 
     def bind(self, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """``phi(k)_a v_j`` per head: ``(B, D, N)`` twice -> ``(B, H F h, N)``."""
-        bsz, d, n = k.shape
+        """``phi(k)_a v_j`` per head: ``(B, D, ...)`` twice -> ``(B, H F h, ...)``."""
         h = self.head_dim
-        feats = taylor_features(k.view(bsz, d // h, h, n), dim=2)               # (B, H, F, N)
-        kv = feats[:, :, :, None, :] * v.view(bsz, d // h, 1, h, n)              # (B, H, F, h, N)
-        return kv.reshape(bsz, -1, n)
+        feats = taylor_features(k.unflatten(1, (-1, h)), dim=2)                 # (B, H, F, ...)
+        kv = feats.unsqueeze(3) * v.unflatten(1, (-1, 1, h))                     # (B, H, F, h, ...)
+        return kv.flatten(1, 3)
 
     def read(self, q: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        """``y_j = sum_a phi(q)_a m_aj``, RMS-normalised per head: q ``(B, D, N)``, memory
-        ``(B, H F h, N)`` -> ``(B, D, N)``."""
-        bsz, d, n = q.shape
+        """``y_j = sum_a phi(q)_a m_aj``, RMS-normalised per head: q ``(B, D, ...)``, memory
+        ``(B, H F h, ...)`` -> ``(B, D, ...)``."""
         h = self.head_dim
-        feats = taylor_features(q.view(bsz, d // h, h, n), dim=2)               # (B, H, F, N)
-        mem = memory.view(bsz, d // h, self.n_features, h, n)                    # (B, H, F, h, N)
-        y = (feats[:, :, :, None, :] * mem).sum(2)                               # (B, H, h, N)
+        feats = taylor_features(q.unflatten(1, (-1, h)), dim=2)                 # (B, H, F, ...)
+        mem = memory.unflatten(1, (-1, self.n_features, h))                      # (B, H, F, h, ...)
+        y = (feats.unsqueeze(3) * mem).sum(2)                                    # (B, H, h, ...)
         y = y * torch.rsqrt(y.pow(2).mean(2, keepdim=True) + self.eps)
-        return y.reshape(bsz, d, n)
+        return y.flatten(1, 2)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *,
                 causal: bool | None = None, shard=None) -> torch.Tensor:

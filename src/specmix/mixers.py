@@ -141,23 +141,21 @@ class SpectralMixer(nn.Module):
 
     def bind(self, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """The long convolution's input: ``k * v``, or per head the outer product ``k_i v_j``.
-        ``(B, D, N)`` twice -> ``(B, D h, N)``."""
+        ``(B, D, ...)`` twice -> ``(B, D h, ...)``: forward passes ``(B, D, N)``, step ``(B, D)``."""
         h = self.head_dim
         if h == 1:
             return k * v
-        bsz, d, n = k.shape
-        kv = k.view(bsz, d // h, h, 1, n) * v.view(bsz, d // h, 1, h, n)   # (B, H, h_i, h_j, N)
-        return kv.view(bsz, d * h, n)
+        kv = k.unflatten(1, (-1, h, 1)) * v.unflatten(1, (-1, 1, h))    # (B, H, h_i, h_j, ...)
+        return kv.flatten(1, 3)
 
     def read(self, q: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """Gate the convolved memory: ``q * m``, or per head ``y_j = sum_i q_i m_ij``.
-        q ``(B, D, N)``, memory ``(B, D h, N)`` -> ``(B, D, N)``."""
+        q ``(B, D, ...)``, memory ``(B, D h, ...)`` -> ``(B, D, ...)``."""
         h = self.head_dim
         if h == 1:
             return q * memory
-        bsz, d, n = q.shape
-        mem = memory.view(bsz, d // h, h, h, n)                          # (B, H, h_i, h_j, N)
-        return (q.view(bsz, d // h, h, 1, n) * mem).sum(2).reshape(bsz, d, n)
+        mem = memory.unflatten(1, (-1, h, h))                            # (B, H, h_i, h_j, ...)
+        return (q.unflatten(1, (-1, h, 1)) * mem).sum(2).flatten(1, 2)
 
     def project_in(self, x: torch.Tensor) -> torch.Tensor:
         """The input projection, channels-first: ``(B, N, D) -> (B, C, N)``, C = 3D gated, D not.
@@ -280,8 +278,8 @@ class SpectralMixer(nn.Module):
             conv = state.short.step(u)                                   # (B, C)
             if keep is not None:
                 conv = conv * keep
-            q, k, v = conv[:, :, None].unflatten(1, (3, self.d_model)).unbind(1)   # 3 x (B, D, 1)
-            y = self.read(q, state.conv.step(self.bind(k, v)[:, :, 0])[:, :, None])[:, :, 0]   # (B, D)
+            q, k, v = conv.unflatten(1, (3, self.d_model)).unbind(1)    # 3 x (B, D)
+            y = self.read(q, state.conv.step(self.bind(k, v)))           # (B, D)
         else:
             y = state.conv.step(u)                                       # (B, D)
         out = self.out_proj(y)                                           # (B, D)
