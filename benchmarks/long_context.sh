@@ -45,7 +45,10 @@ for part in $PARTS; do
         --eval-batches 4 --device cpu --out $R/lm-4096 ;;
   decode)   # cached generation after long prompts, equal-size untrained models
     $PY -m specmix bench-decode --prompts 1024,8192,32768 --new-tokens 2048 --d-model 128 \
-        --n-layers 4 --n-heads 4 --repeats 5 --device cpu --out $R/decode ;;
+        --n-layers 4 --n-heads 4 --repeats 5 --device cpu --out $R/decode
+    # the same with the implicit (length-free) filter: few parameters instead of D x context per layer
+    $PY -m specmix bench-decode --prompts 32768 --new-tokens 2048 --d-model 128 --n-layers 4 \
+        --n-heads 4 --repeats 3 --filter implicit --device cpu --out $R/decode-implicit ;;
   *) echo "unknown part: $part" >&2; exit 2 ;;
   esac
 done

@@ -99,18 +99,21 @@ def _lengths() -> str | None:
             f"{last['elapsed_s']:.0f} s, val loss {last['val_loss']:.3f} (random windows) at the end.")
 
 
-def _decode() -> str | None:
-    from specmix.app.bench.decode import format_decode
-    path = RESULTS / "decode" / "decode.json"
-    if not path.exists():
-        return None
-    r = json.loads(path.read_text())
-    c, rows = r["config"], r["rows"]
-    params = ", ".join(f"{k}: {p}" for k, p in dict((x["mixers"], x["params"]) for x in rows).items())
-    return (format_decode(r) + "\n\n" +
-            f"{c['new_tokens']} new tokens after each prompt, d_model {c['d_model']}, {c['n_layers']} "
-            f"layers, parameters {params}; device {r['device']} ({cpu_label(r['env'])}), torch "
-            f"{r['torch']}, {r['threads']} threads.")
+def _decode(folder: str):
+    def render() -> str | None:
+        from specmix.app.bench.decode import format_decode
+        path = RESULTS / folder / "decode.json"
+        if not path.exists():
+            return None
+        r = json.loads(path.read_text())
+        c, rows = r["config"], r["rows"]
+        params = ", ".join(f"{k}: {p}" for k, p in dict((x["mixers"], x["params"]) for x in rows).items())
+        return (format_decode(r) + "\n\n" +
+                f"{c['new_tokens']} new tokens after each prompt, d_model {c['d_model']}, {c['n_layers']} "
+                f"layers, spectral filter {c.get('filter', 'frequency')}, parameters {params}; "
+                f"{c['repeats']} alternating repeats; device {r['device']} ({cpu_label(r['env'])}), "
+                f"torch {r['torch']}, {r['threads']} threads.")
+    return render
 
 
 def _hf_gpt2() -> str | None:
@@ -245,7 +248,8 @@ SECTIONS = {
     "lm-step-bf16": _bench("perf-session/lm-bf16"),
     "lengths": _lengths,
     "lm-4096": _lm("lm-4096"),
-    "decode": _decode,
+    "decode": _decode("decode"),
+    "decode-implicit": _decode("decode-implicit"),
     "hf-gpt2": _hf_gpt2,
     "train-dtype": _train_dtype,
     "quality": _quality("shakespeare"),

@@ -36,6 +36,8 @@ class DecodeBenchConfig:
     d_model: int = field(default=128, metadata={"help": "width of every model"})
     n_layers: int = field(default=4, metadata={"help": "depth of every model"})
     n_heads: int = field(default=4, metadata={"help": "heads of attention layers"})
+    filter: Literal["frequency", "implicit"] = field(default="frequency", metadata={
+        "help": "filter of the spectral layers (frequency: D x context parameters per layer)"})
     repeats: int = field(default=3, metadata={"help": "timed repeats (median)"})
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     out: str = field(default="runs/decode", metadata={"help": "output folder"})
@@ -74,7 +76,8 @@ def measure_prompt(prompt: int, cfg: DecodeBenchConfig, device: torch.device) ->
     """Every kind at one prompt length, their repeats alternating: the rows and, for each
     kind after the first, the median per-repeat ratio ``its step time / the first kind's``."""
     models = {kind: untrained_lm(kind, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
-                                 context=prompt + cfg.new_tokens, device=str(device)).eval()
+                                 context=prompt + cfg.new_tokens, device=str(device),
+                                 filter=cfg.filter).eval()
               for kind in cfg.mixers}
     idx = torch.randint(0, models[cfg.mixers[0]].config.vocab_size, (1, prompt), device=device)   # (1, P)
     sync = synchronizer(device.type)

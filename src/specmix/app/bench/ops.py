@@ -161,16 +161,16 @@ def _torch_step(call, inputs, module, train: bool) -> Callable[[], object]:
 
 
 def untrained_lm(mixers: str, *, d_model: int, n_layers: int, n_heads: int, context: int,
-                 device: str = "cpu", dtype: str = "float32"):
+                 device: str = "cpu", dtype: str = "float32", filter: str = "frequency"):
     """A freshly initialised SpecMixLM whose layers are all ``mixers`` (65 tokens, no position
-    embedding, so stacks of different kinds differ only in their mixers). Speed does not depend
-    on the weights, so benchmarks time untrained models."""
+    embedding, so stacks of different kinds differ only in their mixers; ``filter`` is the
+    spectral layers'). Speed does not depend on the weights, so benchmarks time untrained models."""
     import torch
 
     from ...model import LMConfig, SpecMixLM
     torch.manual_seed(0)
     cfg = LMConfig(vocab_size=65, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
-                   context=context, mixers=mixers, pos_emb="none")
+                   context=context, mixers=mixers, pos_emb="none", filter=filter)
     return SpecMixLM(cfg).to(device=torch.device(device), dtype=getattr(torch, dtype))
 
 
