@@ -83,8 +83,11 @@ class Block(nn.Module):
         self.mlp = MLP(d_model, d_ff, **factory) if d_ff else None
         self.drop = Dropout(dropout)
 
-    def _mlp_branch(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.mlp is None else x + self.drop(self.mlp(self.norm2(x)))
+    def _mlp_branch(self, x: torch.Tensor, one_token: bool = False) -> torch.Tensor:
+        if self.mlp is None:
+            return x
+        mlp = self.mlp.step if one_token else self.mlp
+        return x + self.drop(mlp(self.norm2(x)))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *, shard=None) -> torch.Tensor:
         """``shard`` (context parallelism): ``x`` is this rank's slice, the mixer reshards."""
@@ -101,5 +104,4 @@ class Block(nn.Module):
     def step(self, x_t: torch.Tensor, state) -> torch.Tensor:
         """The next token ``(B, D) -> (B, D)``; the mixer updates ``state`` in place, the MLP
         runs its one-token form (:meth:`MLP.step`)."""
-        x_t = x_t + self.mixer.step(self.norm1(x_t), state)
-        return x_t if self.mlp is None else x_t + self.drop(self.mlp.step(self.norm2(x_t)))
+        return self._mlp_branch(x_t + self.mixer.step(self.norm1(x_t), state), one_token=True)
