@@ -229,19 +229,31 @@ def _wrapped_adjoints(g: torch.Tensor, x_tail: torch.Tensor | None, k_tail: torc
     return dx, dk
 
 
-def _conv_forward(x_t, k, k_f, plan: tuple[int, int, int], rows, params, training: bool):
-    """``(y (..., D, N), n_taps)`` of :class:`_FFTConv`'s forward, a plain function: the
-    autograd Function calls it, and so does inference directly (no graph, no saved tensors).
-    ``y = irfft(rfft(x) * k_f)[start:start+N]`` per channel chunk, minus the wrapped outputs."""
+def _conv_forward(x_t, k, k_f, plan: tuple[int, int, int], rows, params, training: bool,
+                  keep_spectra: bool = False):
+    """``(y (..., D, N), n_taps, spectra)`` of :class:`_FFTConv`'s forward, a plain function:
+    the autograd Function calls it, and so does inference directly (no graph, no saved tensors).
+    ``y = irfft(rfft(x) * k_f)[start:start+N]`` per channel chunk, minus the wrapped outputs.
+    ``keep_spectra`` (one chunk, spectrum not passed in): ``spectra`` holds ``conj(rfft(x))``
+    and ``conj(rfft(k))``, which backward then reads instead of transforming x and k again
+    (else None)."""
     n_fft, start, wrap = plan
     seq_len = x_t.shape[-1]
+    kept = None
 
     def chunk(x_c, k_c, kf_c):                                         # (..., C, N) of one chunk
+        nonlocal kept
         kf_c = torch.fft.rfft(k_c, n=n_fft) if kf_c is None else kf_c  # (C, F)
-        y_f = torch.fft.rfft(x_c, n=n_fft).mul_(kf_c)                  # (..., C, F) complex
+        x_f = torch.fft.rfft(x_c, n=n_fft)                             # (..., C, F) complex
+        if keep_spectra:            # the product out of place: both spectra live on, conjugated
+            y_f = x_f * kf_c
+            kept = (x_f.conj_physical_(), kf_c.conj_physical_())
+        else:
+            y_f = x_f.mul_(kf_c)
         return torch.fft.irfft(y_f, n=n_fft)[..., start:start + seq_len]
 
     chunks = _channel_chunks(x_t, n_fft, training)
+    keep_spectra = keep_spectra and len(chunks) == 1 and k_f is None
     tails = []                                                         # (C, r) last taps per chunk
     if len(chunks) == 1:            # one chunk: y is a view into the irfft buffer, no copy
         k_c = k if rows is None else rows(*params)                     # (D, L)
@@ -256,7 +268,7 @@ def _conv_forward(x_t, k, k_f, plan: tuple[int, int, int], rows, params, trainin
             tails += [k_c[:, k_c.shape[-1] - wrap:].clone()] if wrap else []
     if wrap:                        # circular at n_fft: remove the r wrapped-around outputs
         y[..., :wrap] -= _wrapped_outputs(x_t[..., seq_len - wrap:], torch.cat(tails))
-    return y, k_c.shape[-1]
+    return y, k_c.shape[-1], kept
 
 
 class _FFTConv(torch.autograd.Function):
@@ -267,6 +279,8 @@ class _FFTConv(torch.autograd.Function):
     (a correlation with k) and ``dk = irfft(sum_batch rfft(dy) * conj(rfft(x)))[:L]``.
     Work runs in channel chunks (see ``CHUNK_ELEMS_TRAIN``); only x and k are saved, spectra
     are recomputed per chunk, so the extra memory is the output plus one chunk's buffers.
+    A problem of one chunk (short sequences: at most ~CHUNK_ELEMS_TRAIN FFT points) saves
+    both spectra instead, two transforms fewer in backward for at most a few MB.
 
     Fused filter (``rows`` given, ``k`` None): the kernel is never materialised. ``rows(*p)``
     maps the chunk's rows of each parameter in ``params`` (dim 0 = channel) to the chunk's
@@ -277,16 +291,18 @@ class _FFTConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_t, k, k_f, n_fft: int, start: int, wrap: int, rows, *params):
         training = any(ctx.needs_input_grad[:2]) or any(ctx.needs_input_grad[7:])
-        ctx.save_for_backward(x_t, k, *params)
-        ctx.rows = rows
-        y, n_taps = _conv_forward(x_t, k, k_f, (n_fft, start, wrap), rows, params, training)
+        y, n_taps, spectra = _conv_forward(x_t, k, k_f, (n_fft, start, wrap), rows, params, training,
+                                           keep_spectra=rows is None)
+        ctx.save_for_backward(x_t, k, *params, *(spectra or ()))
+        ctx.rows, ctx.n_params, ctx.kept = rows, len(params), spectra is not None
         ctx.shape = (x_t.shape[-1], n_taps, n_fft, start, wrap)
         return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
-        x_t, k, *params = ctx.saved_tensors
+        x_t, k, *saved = ctx.saved_tensors
+        params, spectra = saved[:ctx.n_params], (saved[ctx.n_params:] if ctx.kept else None)
         rows = ctx.rows
         seq_len, n_taps, n_fft, start, wrap = ctx.shape
         need_dx, need_dk = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
@@ -309,7 +325,7 @@ class _FFTConv(torch.autograd.Function):
             if wrap:
                 tails.append(k_c[:, n_taps - wrap:].clone())           # not a view: frees k_c
             dk_c, dx_c = _chunk_grads(x_t[..., c, :], k_c, dy[..., c, :], ctx.shape,
-                                      need_dk or any(need_dp), need_dx)
+                                      need_dk or any(need_dp), need_dx, spectra)
             if dk_wrap is not None:
                 dk_c[:, n_taps - wrap:] += dk_wrap[c]
             if need_dx:
@@ -327,18 +343,20 @@ class _FFTConv(torch.autograd.Function):
         return (dx, dk, None, None, None, None, None, *dparams)
 
 
-def _chunk_grads(x_c, k_c, dy_c, shape, need_dk: bool, need_dx: bool):
+def _chunk_grads(x_c, k_c, dy_c, shape, need_dk: bool, need_dx: bool, spectra=None):
     """One channel chunk's ``(dk (C, L), dx (..., C, N))`` of :class:`_FFTConv` before the
-    wrap correction's adjoint (None where not needed)."""
+    wrap correction's adjoint (None where not needed). ``spectra``: the forward's
+    ``(conj(rfft(x)), conj(rfft(k)))`` (read, not overwritten), else both are recomputed."""
     seq_len, n_taps, n_fft, start, _ = shape
     dk_c = dx_c = None
     dy_f = torch.fft.rfft(F.pad(dy_c, (start, 0)) if start else dy_c, n=n_fft)
     if need_dk:
-        prod = torch.fft.rfft(x_c, n=n_fft).conj_physical_().mul_(dy_f)
+        prod = (torch.fft.rfft(x_c, n=n_fft).conj_physical_().mul_(dy_f) if spectra is None
+                else spectra[0] * dy_f)                                # (..., C, F)
         prod = prod.reshape(-1, *prod.shape[-2:]).sum(0) if prod.dim() > 2 else prod
         dk_c = torch.fft.irfft(prod, n=n_fft)[:, :n_taps]              # (C, L)
     if need_dx:
-        kf_c = torch.fft.rfft(k_c, n=n_fft).conj_physical_()           # (C, F)
+        kf_c = torch.fft.rfft(k_c, n=n_fft).conj_physical_() if spectra is None else spectra[1]
         dx_c = torch.fft.irfft(dy_f.mul_(kf_c), n=n_fft)[..., :seq_len]
     return dk_c, dx_c
 
