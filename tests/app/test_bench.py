@@ -100,6 +100,14 @@ def test_bench_pairs_times_both_lengths_alternately(tmp_path, capsys, one_line_e
     [row] = json.loads((out / "pairs.json").read_text())["rows"]
     assert (row["base_op"], row["neighbour_op"]) == ("fft-floor", "spectral")
     assert "fft-floor 32 | spectral 32" in capsys.readouterr().out
+    assert main(["bench-pairs", "--backend", "lm", "--op", "spectral-gated", "--against", "attention",
+                 "--bases", "16", "--neighbours", "16", "--d-model", "8", "--n-layers", "1",
+                 "--rounds", "2", "--out", str(out)]) == 0
+    [row] = json.loads((out / "pairs.json").read_text())["rows"]
+    assert (row["base_op"], row["neighbour_op"]) == ("spectral-gated", "attention")
+    assert "training step of 1-layer LMs, d_model 8" in capsys.readouterr().out
+    one_line_error(["bench-pairs", "--backend", "lm", "--op", "sdpa"], "--op")
+    one_line_error(["bench-pairs", "--dtype", "bfloat16"], "--dtype")
     one_line_error(["bench-pairs", "--neighbours", "35"], "one length per base")
     one_line_error(["bench-pairs", "--op", "naive"], "--op")
     one_line_error(["bench-pairs", "--against", "naive"], "--against")

@@ -8,6 +8,10 @@ minute hits both; the ratio is the median of the per-round ratios. Each pair run
 child process with the sweep's allocator settings (``MALLOC_TUNE``), so that both benchmarks
 time large calls alike (without them, glibc unmaps and re-faults every big buffer: an
 unchunked rfft + irfft pair at 16K took twice as long).
+
+``--backend lm`` pairs two whole language models instead (``specmix bench --backend lm``'s
+step: forward, backward, the training CLI's AdamW), e.g. spectral-gated against attention
+at one context: the LM step points of the performance issue, side by side.
 """
 from __future__ import annotations
 
@@ -22,38 +26,59 @@ from ...io import atomic_write_text
 from ...validation import UsageError, check_fields
 from ..tables import markdown_table
 from .harness import MALLOC_TUNE, cpu_label, environment, fresh_process_pool, synchronizer, timed
-from .ops import OpSpec, make_torch_op
+from .ops import OpSpec, make_lm_op, make_torch_op
 
 
-Op = Literal["sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "spectral-layer"]
+TORCH_OPS = ("sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "spectral-layer")
+LM_OPS = ("attention", "spectral", "spectral-gated")
+Op = Literal["sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "spectral-layer",
+             "attention", "spectral-gated"]
 
 
 @dataclass(frozen=True)
 class PairBenchConfig:
+    backend: Literal["torch", "lm"] = field(default="torch", metadata={
+        "help": "torch: one op (d_model 256 by default); lm: a whole LM's training step (d_model 128)"})
     op: Op = field(default="spectral", metadata={
-        "help": "the torch op of side A (as in specmix bench --backend torch)"})
+        "help": f"side A: a torch op {TORCH_OPS} or, --backend lm, a mixer kind {LM_OPS}"})
     against: Op | None = field(default=None, metadata={"help": "the op of side B; none = --op"})
     bases: tuple[int, ...] = field(default=(4096, 65536), metadata={"help": "comma list of side A's lengths"})
     neighbours: tuple[int, ...] = field(default=(4099, 65537), metadata={
         "help": "comma list of side B's lengths, one per base"})
     mode: Literal["forward", "train"] = field(default="train", metadata={"help": "forward or train (fwd+bwd)"})
-    d_model: int = field(default=256, metadata={"help": "channels"})
+    d_model: int | None = field(default=None, metadata={"help": "channels; none = 256 (torch) or 128 (lm)"})
+    n_layers: int = field(default=4, metadata={"help": "--backend lm: layers of each model"})
+    dtype: Literal["float32", "bfloat16"] = field(default="float32", metadata={
+        "help": "--backend lm: float32, or bfloat16 autocast (the training CLI's)"})
     rounds: int = field(default=31, metadata={"help": "alternating rounds (each times both sides once)"})
     device: Literal["cpu", "cuda"] = field(default="cpu", metadata={"help": "cpu or cuda"})
     malloc_tune: bool = field(default=True, metadata={"help": "keep freed memory mapped in the child (glibc)"})
     out: str = field(default="runs/pairs", metadata={"help": "output folder"})
 
     def __post_init__(self) -> None:
-        check_fields(self, minimum={"d_model": 1, "rounds": 1})
+        check_fields(self, minimum={"d_model": 1, "rounds": 1, "n_layers": 1})
+        choices = LM_OPS if self.backend == "lm" else TORCH_OPS
+        for name in ("op", "against"):
+            if getattr(self, name) not in (*choices, None):
+                raise UsageError(f"--{name}: --backend {self.backend} takes one of {choices}, "
+                                 f"got {getattr(self, name)!r}")
+        if self.backend == "torch" and self.dtype != "float32":
+            raise UsageError("--dtype: only --backend lm runs bfloat16 (the torch ops run float32)")
         if len(self.bases) != len(self.neighbours) or not self.bases:
             raise UsageError(f"--neighbours: expected one length per base {self.bases}, got {self.neighbours}")
         if min(self.bases + self.neighbours) < 1:
             raise UsageError(f"--bases/--neighbours: expected lengths >= 1, got {self.bases}, {self.neighbours}")
 
+    @property
+    def width(self) -> int:
+        """The channels used: ``d_model``, or the backend's default."""
+        return self.d_model or (128 if self.backend == "lm" else 256)
+
 
 def _op(cfg: PairBenchConfig, op: str, n: int):
-    return make_torch_op(OpSpec(backend="torch", op=op, n=n, d_model=cfg.d_model, batch=1, heads=4,
-                                window=256, dtype="float32", mode=cfg.mode, device=cfg.device))
+    spec = OpSpec(backend=cfg.backend, op=op, n=n, d_model=cfg.width, batch=1, heads=4,
+                  window=256, dtype=cfg.dtype, mode=cfg.mode, device=cfg.device, n_layers=cfg.n_layers)
+    return make_lm_op(spec) if cfg.backend == "lm" else make_torch_op(spec)
 
 
 def measure_pair(cfg: PairBenchConfig, base: int, neighbour: int) -> dict:
@@ -101,5 +126,13 @@ def format_pairs(report: dict) -> str:
              f"{r['base_ms']:.2f}", f"{r['neighbour_ms']:.2f}", f"{r['ratio']:.3f}",
              f"{r['ratio_min']:.2f} - {r['ratio_max']:.2f}"] for r in report["rows"]]
     return ("\n".join(markdown_table(head, rows)) + "\n\n"
-            f"{cfg['mode']}, d_model {cfg['d_model']}, batch 1, float32, {cfg['rounds']} "
-            f"alternating rounds; {cpu_label(env)}, torch {env.get('torch')} with {env.get('threads')} threads.")
+            f"{_what(cfg)}, batch 1, {cfg['rounds']} alternating rounds; {cpu_label(env)}, "
+            f"torch {env.get('torch')} with {env.get('threads')} threads.")
+
+
+def _what(cfg: dict) -> str:
+    """What one call is, from a report's config (reports before ``--backend``: torch ops)."""
+    if cfg.get("backend", "torch") == "lm":
+        mode = "one training step" if cfg["mode"] == "train" else "one forward"
+        return f"{mode} of {cfg['n_layers']}-layer LMs, d_model {cfg['d_model'] or 128}, {cfg['dtype']}"
+    return f"{cfg['mode']}, d_model {cfg['d_model'] or 256}, float32"
