@@ -99,6 +99,6 @@ def _lm_table(report: dict) -> list[str]:
         found = [by.get((op, n)) for op in ops]
         rows.append([n] + [fmt(r and r["batch"] * n / (r["ms"] / 1e3), ".0f") for r in found]
                     + [fmt(r and r.get("peak_mb"), ".0f") for r in found]
-                    + [fmt(ratio(ms_of(report, "attention", n), ms_of(report, op, n)), ".1f")
+                    + [fmt(ratio(ms_of(report, "attention", n), ms_of(report, op, n)), ".2f")
                        for op in spectral])
     return markdown_table(head, rows)
