@@ -250,6 +250,7 @@ def _conv_forward(x_t, k, k_f, plan: tuple[int, int, int], rows, params, trainin
             kept = (x_f.conj_physical_(), kf_c.conj_physical_())
         else:
             y_f = x_f.mul_(kf_c)
+        del kf_c                    # not held while irfft allocates its output (peak memory)
         return torch.fft.irfft(y_f, n=n_fft)[..., start:start + seq_len]
 
     chunks = _channel_chunks(x_t, n_fft, training)
@@ -338,6 +339,8 @@ class _FFTConv(torch.autograd.Function):
                 for i, need in enumerate(need_dp):
                     if need:
                         dparams[i][c] = next(grads)
+                del k_live, live, grads
+            del dk_c, dx_c, k_c     # this chunk's buffers, freed before the next chunk's
         if wrap and need_dx:        # the wrap correction's adjoint in the inputs
             dx[..., seq_len - wrap:] += _wrapped_adjoints(-dy[..., :wrap], None, torch.cat(tails))[0]
         return (dx, dk, None, None, None, None, None, *dparams)
@@ -355,9 +358,12 @@ def _chunk_grads(x_c, k_c, dy_c, shape, need_dk: bool, need_dx: bool, spectra=No
                 else spectra[0] * dy_f)                                # (..., C, F)
         prod = prod.reshape(-1, *prod.shape[-2:]).sum(0) if prod.dim() > 2 else prod
         dk_c = torch.fft.irfft(prod, n=n_fft)[:, :n_taps]              # (C, L)
-    if need_dx:
+        del prod                    # each spectrum is dropped once used: at most dy_f and
+    if need_dx:                     # two irfft outputs are held at once (peak memory)
         kf_c = torch.fft.rfft(k_c, n=n_fft).conj_physical_() if spectra is None else spectra[1]
-        dx_c = torch.fft.irfft(dy_f.mul_(kf_c), n=n_fft)[..., :seq_len]
+        dy_f.mul_(kf_c)
+        del kf_c
+        dx_c = torch.fft.irfft(dy_f, n=n_fft)[..., :seq_len]
     return dk_c, dx_c
 
 
