@@ -159,12 +159,15 @@ def fft_conv_len(seq_len: int, n_taps: int) -> int:
 # into the inverse FFT's buffer). Beyond, up to n_fft = LEAN_MAX_FFT, in lean chunks whose
 # rows' buffers hold about 1/INFER_CHUNK_SHARE of the output's B * D * N: at N = 16K, D = 256
 # one call peaked at 96 MB against SDPA's 17 MB, 16-row chunks at 26-32 MB, in the same time
-# (0.99x vs 1.13x the bare FFT pair, side by side). From n_fft = 2^16 up, MKL's transforms
-# of few long rows ran slower: 16-row chunks cost 1.33x the pair at 32K and 1.35x at 64K
-# against 1.13x in one call, so there chunks are large (CHUNK_ELEMS_HUGE complex points).
+# (0.99x vs 1.13x the bare FFT pair, side by side). Beyond LEAN_MAX_FFT chunks are large
+# (CHUNK_ELEMS_HUGE complex points), because MKL's transforms of few long rows ran slower
+# there, by host: with AVX2 only, 16-row chunks cost 1.33x the pair at 32K and 1.35x at 64K
+# against 1.13x in one call, so the lean cut is n_fft = 2^15; with AVX-512 they cost 1.06x
+# at 32K and 1.04x at 64K against 1.07x and 1.08x in one call, but 1.29x at 128K against
+# 1.12x, so the cut is n_fft = 2^17 (2 cores, D = 256, alternating in one process).
 CHUNK_ELEMS_TRAIN = 1 << 18
 CHUNK_ELEMS_INFER = 1 << 22
-LEAN_MAX_FFT = 1 << 15
+LEAN_MAX_FFT = 1 << (17 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 15)
 INFER_CHUNK_SHARE = 8
 CHUNK_ELEMS_HUGE = 1 << 25
 MIN_CHUNK_ROWS = 16
