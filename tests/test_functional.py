@@ -140,12 +140,16 @@ def test_local_attention_matches_dense_mask(n, window, causal):
     assert math.isfinite(out.abs().sum().item())
 
 
-@pytest.mark.parametrize("batch,d_model,seq_len", [(1, 256, 16384), (4, 256, 8192), (4, 64, 16384)])
+@pytest.mark.parametrize("batch,d_model,seq_len", [(1, 256, 16384), (4, 256, 8192), (4, 64, 16384),
+                                                    (1, 256, None)])
 def test_lean_inference_chunks_hold_an_eighth_of_the_output(batch, d_model, seq_len):
     """Mid-size inference calls run in channel chunks whose FFT buffers (~ rows * n_fft per
-    batch row) stay within 1/8 of the output's D * N; small ones run in one call."""
+    batch row) stay within 1/8 of the output's D * N; small ones run in one call. None: the
+    longest lean length on this host (n_fft = LEAN_MAX_FFT: N = 64K with AVX-512, 16K without)."""
     import specmix.functional as fn
+    seq_len = seq_len or fn.LEAN_MAX_FFT // 2
     n_fft = fft_conv_len(seq_len, seq_len)
+    assert n_fft <= fn.LEAN_MAX_FFT
     x_t = torch.empty(batch, d_model, seq_len).as_strided((batch, d_model, seq_len), (0, 0, 0))
     chunks = fn._channel_chunks(x_t, n_fft, training=False)
     rows = chunks[0].stop - chunks[0].start
