@@ -186,6 +186,8 @@ def test_one_chunk_backward_reads_the_saved_spectra(monkeypatch):
     ref = torch.autograd.grad(fft_conv_ref(x.transpose(1, 2), k).transpose(1, 2), (x, k), dy)
     for a, b, r in zip(first, second, ref):
         assert torch.equal(a, b) and rel_err(a, r) < 1e-10
+    frozen = fft_conv_cf(x, k.detach())               # dx only: just conj(rfft(k)) is kept
+    assert sum(t is not None and t.is_complex() for t in frozen.grad_fn.saved_tensors) == 1
 
 
 @pytest.mark.parametrize("causal", [True, False])

@@ -233,13 +233,13 @@ def _wrapped_adjoints(g: torch.Tensor, x_tail: torch.Tensor | None, k_tail: torc
 
 
 def _conv_forward(x_t, k, k_f, plan: tuple[int, int, int], rows, params, training: bool,
-                  keep_spectra: bool = False):
+                  keep: tuple[bool, bool] = (False, False)):
     """``(y (..., D, N), n_taps, spectra)`` of :class:`_FFTConv`'s forward, a plain function:
     the autograd Function calls it, and so does inference directly (no graph, no saved tensors).
     ``y = irfft(rfft(x) * k_f)[start:start+N]`` per channel chunk, minus the wrapped outputs.
-    ``keep_spectra`` (one chunk, spectrum not passed in): ``spectra`` holds ``conj(rfft(x))``
-    and ``conj(rfft(k))``, which backward then reads instead of transforming x and k again
-    (else None)."""
+    ``keep = (x, k)`` (one chunk, spectrum not passed in): ``spectra`` holds ``conj(rfft(x))``
+    if ``x`` (dk needs it) and ``conj(rfft(k))`` if ``k`` (dx needs it), None in place of the
+    other; backward reads them instead of transforming x and k again (else spectra is None)."""
     n_fft, start, wrap = plan
     seq_len = x_t.shape[-1]
     kept = None
@@ -248,16 +248,14 @@ def _conv_forward(x_t, k, k_f, plan: tuple[int, int, int], rows, params, trainin
         nonlocal kept
         kf_c = torch.fft.rfft(k_c, n=n_fft) if kf_c is None else kf_c  # (C, F)
         x_f = torch.fft.rfft(x_c, n=n_fft)                             # (..., C, F) complex
-        if keep_spectra:            # the product out of place: both spectra live on, conjugated
-            y_f = x_f * kf_c
-            kept = (x_f.conj_physical_(), kf_c.conj_physical_())
-        else:
-            y_f = x_f.mul_(kf_c)
+        y_f = x_f * kf_c if keep[0] else x_f.mul_(kf_c)              # out of place if x_f is kept
+        if any(keep):               # the kept spectra, conjugated once the product is taken
+            kept = (x_f.conj_physical_() if keep[0] else None, kf_c.conj_physical_() if keep[1] else None)
         del kf_c                    # not held while irfft allocates its output (peak memory)
         return torch.fft.irfft(y_f, n=n_fft)[..., start:start + seq_len]
 
     chunks = _channel_chunks(x_t, n_fft, training)
-    keep_spectra = keep_spectra and len(chunks) == 1 and k_f is None
+    keep = keep if len(chunks) == 1 and k_f is None else (False, False)
     tails = []                                                         # (C, r) last taps per chunk
     if len(chunks) == 1:            # one chunk: y is a view into the irfft buffer, no copy
         k_c = k if rows is None else rows(*params)                     # (D, L)
@@ -284,7 +282,8 @@ class _FFTConv(torch.autograd.Function):
     Work runs in channel chunks (see ``CHUNK_ELEMS_TRAIN``); only x and k are saved, spectra
     are recomputed per chunk, so the extra memory is the output plus one chunk's buffers.
     A problem of one chunk (short sequences: at most ~CHUNK_ELEMS_TRAIN FFT points) saves
-    both spectra instead, two transforms fewer in backward for at most a few MB.
+    the spectra that backward needs instead (conj(rfft(x)) for dk, conj(rfft(k)) for dx): a
+    transform fewer each, for at most a few MB.
 
     Fused filter (``rows`` given, ``k`` None): the kernel is never materialised. ``rows(*p)``
     maps the chunk's rows of each parameter in ``params`` (dim 0 = channel) to the chunk's
@@ -295,8 +294,8 @@ class _FFTConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_t, k, k_f, n_fft: int, start: int, wrap: int, rows, *params):
         training = any(ctx.needs_input_grad[:2]) or any(ctx.needs_input_grad[7:])
-        y, n_taps, spectra = _conv_forward(x_t, k, k_f, (n_fft, start, wrap), rows, params, training,
-                                           keep_spectra=rows is None)
+        keep = (ctx.needs_input_grad[1], ctx.needs_input_grad[0]) if rows is None else (False, False)
+        y, n_taps, spectra = _conv_forward(x_t, k, k_f, (n_fft, start, wrap), rows, params, training, keep)
         ctx.save_for_backward(x_t, k, *params, *(spectra or ()))
         ctx.rows, ctx.n_params, ctx.kept = rows, len(params), spectra is not None
         ctx.shape = (x_t.shape[-1], n_taps, n_fft, start, wrap)
@@ -352,18 +351,20 @@ class _FFTConv(torch.autograd.Function):
 def _chunk_grads(x_c, k_c, dy_c, shape, need_dk: bool, need_dx: bool, spectra=None):
     """One channel chunk's ``(dk (C, L), dx (..., C, N))`` of :class:`_FFTConv` before the
     wrap correction's adjoint (None where not needed). ``spectra``: the forward's
-    ``(conj(rfft(x)), conj(rfft(k)))`` (read, not overwritten), else both are recomputed."""
+    ``(conj(rfft(x)), conj(rfft(k)))`` (read, not overwritten); one that is None (or all,
+    ``spectra`` None) is recomputed."""
+    x_conj, k_conj = spectra or (None, None)
     seq_len, n_taps, n_fft, start, _ = shape
     dk_c = dx_c = None
     dy_f = torch.fft.rfft(F.pad(dy_c, (start, 0)) if start else dy_c, n=n_fft)
     if need_dk:
-        prod = (torch.fft.rfft(x_c, n=n_fft).conj_physical_().mul_(dy_f) if spectra is None
-                else spectra[0] * dy_f)                                # (..., C, F)
+        prod = (torch.fft.rfft(x_c, n=n_fft).conj_physical_().mul_(dy_f) if x_conj is None
+                else x_conj * dy_f)                                    # (..., C, F)
         prod = prod.reshape(-1, *prod.shape[-2:]).sum(0) if prod.dim() > 2 else prod
         dk_c = torch.fft.irfft(prod, n=n_fft)[:, :n_taps]              # (C, L)
         del prod                    # each spectrum is dropped once used: at most dy_f and
     if need_dx:                     # two irfft outputs are held at once (peak memory)
-        kf_c = torch.fft.rfft(k_c, n=n_fft).conj_physical_() if spectra is None else spectra[1]
+        kf_c = torch.fft.rfft(k_c, n=n_fft).conj_physical_() if k_conj is None else k_conj
         dy_f.mul_(kf_c)
         del kf_c
         dx_c = torch.fft.irfft(dy_f, n=n_fft)[..., :seq_len]
