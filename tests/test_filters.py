@@ -102,7 +102,7 @@ def test_fused_convolve_equals_kernel_then_conv(monkeypatch, causal, call_causal
     """FrequencyFilter.convolve (kernel rows per channel chunk, recomputed in backward) equals
     fft_conv_cf with the materialised kernel in values and in the gradients of x and the
     response, chunked (7 chunks of 1 row) and unchunked, wrap-corrected lengths (33) too."""
-    import specmix.functional as fn
+    import specmix.fft_plan as fn
     from specmix.functional import fft_conv_cf
     torch.manual_seed(seq_len)
     filt = FrequencyFilter(7, max_len, causal=causal).double()

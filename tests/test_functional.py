@@ -146,17 +146,17 @@ def test_lean_inference_chunks_hold_an_eighth_of_the_output(batch, d_model, seq_
     """Mid-size inference calls run in channel chunks whose FFT buffers (~ rows * n_fft per
     batch row) stay within 1/8 of the output's D * N; small ones run in one call. None: the
     longest lean length on this host (n_fft = LEAN_MAX_FFT: N = 64K with AVX-512, 16K without)."""
-    import specmix.functional as fn
+    import specmix.fft_plan as fn
     seq_len = seq_len or fn.LEAN_MAX_FFT // 2
     n_fft = fft_conv_len(seq_len, seq_len)
     assert n_fft <= fn.LEAN_MAX_FFT
     x_t = torch.empty(batch, d_model, seq_len).as_strided((batch, d_model, seq_len), (0, 0, 0))
-    chunks = fn._channel_chunks(x_t, n_fft, training=False)
+    chunks = fn.channel_chunks(x_t, n_fft, training=False)
     rows = chunks[0].stop - chunks[0].start
     assert len(chunks) > 1 and rows * n_fft <= d_model * seq_len / 8
     assert sum(c.stop - c.start for c in chunks) == d_model
     small = torch.empty(1, 256, 1024)
-    assert len(fn._channel_chunks(small, fft_conv_len(1024, 1024), training=False)) == 1
+    assert len(fn.channel_chunks(small, fft_conv_len(1024, 1024), training=False)) == 1
 
 
 def test_no_grad_forward_builds_no_graph():
@@ -192,14 +192,14 @@ def test_one_chunk_backward_reads_the_saved_spectra(monkeypatch):
 
 @pytest.mark.parametrize("causal", [True, False])
 def test_channel_chunking_is_exact(monkeypatch, causal):
-    import specmix.functional as fn
+    import specmix.fft_plan as fn
     monkeypatch.setattr(fn, "MIN_CHUNK_ROWS", 1)
     monkeypatch.setattr(fn, "CHUNK_ELEMS_TRAIN", 64)
     monkeypatch.setattr(fn, "CHUNK_ELEMS_INFER", 64)
     x = torch.randn(2, 3, 21, 7, dtype=torch.float64, requires_grad=True)   # 7 channels
     k = torch.randn(7, 15, dtype=torch.float64, requires_grad=True)
-    assert len(fn._channel_chunks(x.transpose(-1, -2), fft_conv_len(21, 15), True)) == 7
-    assert len(fn._channel_chunks(x.transpose(-1, -2), fft_conv_len(21, 15), False)) == 7
+    assert len(fn.channel_chunks(x.transpose(-1, -2), fft_conv_len(21, 15), True)) == 7
+    assert len(fn.channel_chunks(x.transpose(-1, -2), fft_conv_len(21, 15), False)) == 7
     dy = torch.randn(2, 3, 21, 7, dtype=torch.float64)
     gx, gk = torch.autograd.grad((fft_conv(x, k, causal=causal) * dy).sum(), (x, k))
     rx, rk = torch.autograd.grad((fft_conv_ref(x, k, causal=causal) * dy).sum(), (x, k))
@@ -227,7 +227,7 @@ def test_local_attention_gradients_match_dense_mask(n, window, causal):
 def test_wrap_corrected_power_of_two_plan_is_exact(n, taps):
     """Just past a power of two the causal conv runs circularly at P and removes the r
     wrapped outputs; outputs and both gradients equal the direct twin, also chunked."""
-    from specmix.functional import wrapped_fft_len
+    from specmix.fft_plan import wrapped_fft_len
     p, wrap = wrapped_fft_len(n, taps)
     assert p == 1 << (max(n, taps) - 1).bit_length() and wrap == n + taps - 1 - p > 0
     gen = torch.Generator().manual_seed(n)
@@ -242,7 +242,7 @@ def test_wrap_corrected_power_of_two_plan_is_exact(n, taps):
 
 
 def test_wrap_plan_only_just_past_a_power_of_two():
-    from specmix.functional import WRAP_MAX, wrapped_fft_len
+    from specmix.fft_plan import WRAP_MAX, wrapped_fft_len
     assert wrapped_fft_len(4096, 4096) is None            # 8191 fits 8192: no wrap needed
     assert wrapped_fft_len(4099, 4099) == (8192, 6 - 1)
     assert wrapped_fft_len(65537, 65537) == (131072, 1)

@@ -17,19 +17,18 @@ around (no circular leak of the future into the past).
 FFTs always run in float32 or float64: half-precision inputs (e.g. under autocast)
 are promoted for the FFT and the result is cast back to the input dtype.
 
-The attention cores live in :mod:`specmix.attention_ops` and are re-exported here.
+The attention cores live in :mod:`specmix.attention_ops`, the FFT lengths, channel chunks and
+wrap plan in :mod:`specmix.fft_plan`; both are re-exported here.
 
 Legend: B batch (any leading shape), N sequence, D channels, L taps, F = n_fft // 2 + 1.
 """
 from __future__ import annotations
 
-import functools
-import math
-
 import torch
 import torch.nn.functional as F
 
 from .attention_ops import attention_core, local_attention, rotary, sliding_window_mask  # noqa: F401
+from .fft_plan import channel_chunks, conv_plan, fft_conv_len, next_fast_len  # noqa: F401
 
 
 __all__ = [
@@ -48,32 +47,6 @@ __all__ = [
 ]
 
 _FFT_DTYPES = (torch.float32, torch.float64)
-
-
-def _is_7_smooth(m: int) -> bool:
-    for p in (2, 3, 5, 7):
-        while m % p == 0:
-            m //= p
-    return m == 1
-
-
-@functools.lru_cache(maxsize=4096)
-def next_fast_len(n: int) -> int:
-    """A fast FFT length ``m >= n``: ``16 * j`` with ``j`` 7-smooth (any 7-smooth m for n <= 1024).
-
-    The smallest 7-smooth length is not always the fastest: torch's CPU FFT (MKL in the
-    2.13 wheel) on 2 cores ran an rfft+irfft pair for n = 131073 in 106 ms at
-    m = 131220 = 2^2 3^8 5 but in 77 ms at m = 131712 = 2^7 3 7^3, the first multiple of 16
-    (a development measurement, D = 256).
-    """
-    if n < 1:
-        raise ValueError(f"next_fast_len: n must be >= 1, got {n}")
-    if n <= 1024:
-        return next(m for m in range(n, 2 * n + 2) if _is_7_smooth(m))
-    j = -(-n // 16)
-    while not _is_7_smooth(j):
-        j += 1
-    return 16 * j
 
 
 def _check_conv_args(x: torch.Tensor, k: torch.Tensor, channels_first: bool = False) -> None:
@@ -144,68 +117,6 @@ def add_channel_bias(u: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     return _AddChannelBias.apply(u, bias)
 
 
-def fft_conv_len(seq_len: int, n_taps: int) -> int:
-    """The FFT length used for a linear convolution of N inputs with L taps."""
-    return next_fast_len(seq_len + n_taps - 1)
-
-
-# Channels are processed in chunks of rows so that temporaries stay small. Training keeps
-# chunks small (peak memory: the output plus one chunk's buffers), a power of two of rows
-# with about CHUNK_ELEMS_TRAIN real FFT points per chunk: 32 rows at B = 1, N = 4K, but 16 at
-# 16K and 64K, where the 32-row chunk's buffers raised the training peak from 88 to 133 MB
-# (16K) and from 377 to 474 MB (64K) for 3% less time (B = 1, D = 256, 2 cores); at 4K 16
-# rows cost 30% more time.
-# Inference runs in one call up to CHUNK_ELEMS_INFER FFT points (the output is then a view
-# into the inverse FFT's buffer). Beyond, up to n_fft = LEAN_MAX_FFT, in lean chunks whose
-# rows' buffers hold about 1/INFER_CHUNK_SHARE of the output's B * D * N: at N = 16K, D = 256
-# one call peaked at 96 MB against SDPA's 17 MB, 16-row chunks at 26-32 MB, in the same time
-# (0.99x vs 1.13x the bare FFT pair, side by side). Beyond LEAN_MAX_FFT chunks are large
-# (CHUNK_ELEMS_HUGE complex points), because MKL's transforms of few long rows ran slower
-# there, by host: with AVX2 only, 16-row chunks cost 1.33x the pair at 32K and 1.35x at 64K
-# against 1.13x in one call, so the lean cut is n_fft = 2^15; with AVX-512 they cost 1.06x
-# at 32K and 1.04x at 64K against 1.07x and 1.08x in one call, but 1.29x at 128K against
-# 1.12x, so the cut is n_fft = 2^17 (2 cores, D = 256, alternating in one process).
-CHUNK_ELEMS_TRAIN = 1 << 18
-CHUNK_ELEMS_INFER = 1 << 22
-LEAN_MAX_FFT = 1 << (17 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 15)
-INFER_CHUNK_SHARE = 8
-CHUNK_ELEMS_HUGE = 1 << 25
-MIN_CHUNK_ROWS = 16
-
-
-def _pow2_floor(m: int) -> int:
-    return 1 << (m.bit_length() - 1) if m > 0 else 0
-
-
-def _channel_chunks(x_t: torch.Tensor, n_fft: int, training: bool) -> list[slice]:
-    n_rows = math.prod(x_t.shape[:-2])                        # product of batch dims
-    d_model, seq_len = x_t.shape[-2:]
-    if training:
-        size = max(_pow2_floor(CHUNK_ELEMS_TRAIN // max(1, n_rows * n_fft)), MIN_CHUNK_ROWS)
-    elif n_rows * d_model * n_fft <= CHUNK_ELEMS_INFER:
-        size = d_model
-    elif n_fft <= LEAN_MAX_FFT:
-        size = max(_pow2_floor(d_model * seq_len // (INFER_CHUNK_SHARE * n_fft)), 1)
-    else:
-        size = max(CHUNK_ELEMS_HUGE // (n_rows * (n_fft // 2 + 1)), MIN_CHUNK_ROWS)
-    return [slice(c, min(c + size, d_model)) for c in range(0, d_model, size)]
-
-
-# A causal convolution whose N + L - 1 just passes a power of two P >= max(N, L) (N = L =
-# 4099, 65537) runs its FFTs at P and corrects the wrap-around exactly: only the first
-# r = N + L - 1 - P outputs wrap, each by one linear output beyond P, an O(r^2) sum. Mixed-
-# radix lengths (8400 for 4099) cost MKL up to 1.3x more per transform in the chunked
-# training path (measured on 2 cores), so this is used when no cached spectrum is passed.
-WRAP_MAX = 64
-
-
-def wrapped_fft_len(seq_len: int, n_taps: int) -> tuple[int, int] | None:
-    """``(P, r)`` for the wrap-corrected causal plan (see ``WRAP_MAX``), or None."""
-    p = 1 << (max(seq_len, n_taps) - 1).bit_length()                # power of two >= N, L
-    wrap = seq_len + n_taps - 1 - p
-    return (p, wrap) if 0 < wrap <= WRAP_MAX else None
-
-
 def _wrapped_outputs(x_tail: torch.Tensor, k_tail: torch.Tensor) -> torch.Tensor:
     """The linear outputs ``y[t + P]``, ``t < r``, that a length-P circular convolution adds
     to ``y[t]``: from the last r inputs ``x_tail (..., D, r)`` and taps ``k_tail (D, r)``,
@@ -254,7 +165,7 @@ def _conv_forward(x_t, k, k_f, plan: tuple[int, int, int], rows, params, trainin
         del kf_c                    # not held while irfft allocates its output (peak memory)
         return torch.fft.irfft(y_f, n=n_fft)[..., start:start + seq_len]
 
-    chunks = _channel_chunks(x_t, n_fft, training)
+    chunks = channel_chunks(x_t, n_fft, training)
     keep = keep if len(chunks) == 1 and k_f is None else (False, False)
     tails = []                                                         # (C, r) last taps per chunk
     if len(chunks) == 1:            # one chunk: y is a view into the irfft buffer, no copy
@@ -279,10 +190,10 @@ class _FFTConv(torch.autograd.Function):
     Forward: ``y = irfft(rfft(x) * k_f)[start:start+N]``. Backward, with ``dy`` placed at
     offset ``start`` in a zero buffer of length n_fft: ``dx = irfft(rfft(dy) * conj(k_f))[:N]``
     (a correlation with k) and ``dk = irfft(sum_batch rfft(dy) * conj(rfft(x)))[:L]``.
-    Work runs in channel chunks (see ``CHUNK_ELEMS_TRAIN``); only x and k are saved, spectra
-    are recomputed per chunk, so the extra memory is the output plus one chunk's buffers.
-    A problem of one chunk (short sequences: at most ~CHUNK_ELEMS_TRAIN FFT points) saves
-    the spectra that backward needs instead (conj(rfft(x)) for dk, conj(rfft(k)) for dx): a
+    Work runs in channel chunks (:func:`fft_plan.channel_chunks`); only x and k are saved,
+    spectra are recomputed per chunk, so the extra memory is the output plus one chunk's
+    buffers. A problem of one chunk (short sequences: at most ~2^18 FFT points) saves the
+    spectra that backward needs instead (conj(rfft(x)) for dk, conj(rfft(k)) for dx): a
     transform fewer each, for at most a few MB.
 
     Fused filter (``rows`` given, ``k`` None): the kernel is never materialised. ``rows(*p)``
@@ -317,7 +228,7 @@ class _FFTConv(torch.autograd.Function):
         dk_wrap = (_wrapped_adjoints(-dy[..., :wrap], x_tail, None)[1]
                    if wrap and (need_dk or any(need_dp)) else None)    # (D, r)
         tails = []
-        for c in _channel_chunks(x_t, n_fft, training=True):
+        for c in channel_chunks(x_t, n_fft, training=True):
             if rows is None:
                 k_c = k[c]
             else:                   # recompute the chunk's kernel rows, with their graph
@@ -371,15 +282,6 @@ def _chunk_grads(x_c, k_c, dy_c, shape, need_dk: bool, need_dx: bool, spectra=No
     return dk_c, dx_c
 
 
-def _plan(seq_len: int, n_taps: int, causal: bool, cached: bool) -> tuple[int, int, int]:
-    """``(n_fft, start, wrap)`` of a convolution: the wrap-corrected power of two where it
-    applies (causal, no cached spectrum), else zero padding to ``fft_conv_len``."""
-    plan = wrapped_fft_len(seq_len, n_taps) if causal and not cached else None
-    if plan is not None:
-        return plan[0], 0, plan[1]
-    return fft_conv_len(seq_len, n_taps), 0 if causal else (n_taps - 1) // 2, 0
-
-
 def fft_conv_cf(x_t: torch.Tensor, k: torch.Tensor, *, causal: bool = True,
                 k_f: torch.Tensor | None = None) -> torch.Tensor:
     """Channels-first :func:`fft_conv`: ``x_t`` is ``(..., D, N)``, the result ``(..., D, N)``.
@@ -391,7 +293,7 @@ def fft_conv_cf(x_t: torch.Tensor, k: torch.Tensor, *, causal: bool = True,
     dtype = _compute_dtype(x_t, k)
     in_dtype = x_t.dtype
     x_t, k = (t if t.dtype == dtype else t.to(dtype) for t in (x_t, k))
-    n_fft, start, wrap = _plan(x_t.shape[-1], k.shape[-1], causal, k_f is not None)
+    n_fft, start, wrap = conv_plan(x_t.shape[-1], k.shape[-1], causal, k_f is not None)
     if torch.is_grad_enabled() and (x_t.requires_grad or k.requires_grad):
         y = _FFTConv.apply(x_t, k, k_f, n_fft, start, wrap, None)         # (..., D, N)
     else:                           # no graph: the forward alone (Function.apply's ~60 us saved)
@@ -410,8 +312,8 @@ def fft_conv_rows_cf(x_t: torch.Tensor, rows, params: tuple[torch.Tensor, ...], 
         raise ValueError(f"fft_conv_rows_cf: every parameter needs dim 0 = D = {x_t.shape[-2]}, got "
                          f"{[tuple(p.shape) for p in params]}")
     dtype = _compute_dtype(x_t, *params)
-    n_fft, start, wrap = _plan(x_t.shape[-1], n_taps, causal, False)
-    if len(_channel_chunks(x_t, n_fft, training=True)) == 1:   # one chunk: fusing saves nothing
+    n_fft, start, wrap = conv_plan(x_t.shape[-1], n_taps, causal, False)
+    if len(channel_chunks(x_t, n_fft, training=True)) == 1:   # one chunk: fusing saves nothing
         return fft_conv_cf(x_t, rows(*params), causal=causal)
     y = _FFTConv.apply(x_t.to(dtype), None, None, n_fft, start, wrap, rows, *params)  # (..., D, N)
     return y.to(x_t.dtype)
