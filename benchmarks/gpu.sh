@@ -4,7 +4,8 @@
 #   bash benchmarks/gpu.sh --device cpu --quick     # the same steps, small (CI runs this)
 # Steps: the device test subset (fp32 and bf16 twins, causality, exact cached decoding),
 # the op benchmark (spectral vs SDPA vs the bare rfft+irfft floor, forward and training,
-# 1K .. 1M tokens), the LM training-step benchmark and cached decoding after long prompts.
+# 1K .. 1M tokens), the LM training step (separate processes, then spectral-gated against
+# attention side by side, float32 and bfloat16 autocast) and cached decoding after long prompts.
 # float32 throughout the benchmarks: SDPA then picks its fp32 kernel (flash proper needs
 # half precision), said beside the tables.
 set -euo pipefail
@@ -21,11 +22,11 @@ while [ $# -gt 0 ]; do
 done
 if [ "$QUICK" = 1 ]; then
   OUT=${OUT:-runs/gpu-quick}
-  OP_LENGTHS=1024,4096 LM_LENGTHS=256 PROMPTS=256 NEW=16 REPEATS=1 MAX_S=2
+  OP_LENGTHS=1024,4096 LM_LENGTHS=256 PROMPTS=256 NEW=16 REPEATS=1 MAX_S=2 ROUNDS=2
 else
   OUT=${OUT:-benchmarks/results/gpu-$DEVICE}
   OP_LENGTHS=1024,4096,16384,65536,262144,1048576 LM_LENGTHS=256,1024,8192 PROMPTS=1024,8192,32768
-  NEW=512 REPEATS=5 MAX_S=20
+  NEW=512 REPEATS=5 MAX_S=20 ROUNDS=9
 fi
 mkdir -p "$OUT"
 echo "== device tests ($DEVICE)"
@@ -38,6 +39,11 @@ done
 echo "== LM training step"
 $PY -m specmix bench --backend lm --ops attention,spectral-gated --lengths $LM_LENGTHS --mode train \
     --device "$DEVICE" --repeats $REPEATS --max-seconds $MAX_S --out "$OUT/lm-train"
+for dtype in float32 bfloat16; do
+  echo "== LM training step side by side, $dtype"
+  $PY -m specmix bench-pairs --backend lm --op spectral-gated --against attention --bases $LM_LENGTHS \
+      --neighbours $LM_LENGTHS --rounds $ROUNDS --dtype $dtype --device "$DEVICE" --out "$OUT/lm-pairs-$dtype"
+done
 echo "== cached decoding"
 $PY -m specmix bench-decode --prompts $PROMPTS --new-tokens $NEW --repeats $REPEATS --device "$DEVICE" \
     --out "$OUT/decode"

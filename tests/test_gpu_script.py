@@ -18,6 +18,8 @@ def test_gpu_script_runs_quick_on_cpu(tmp_path):
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-2000:])
     for part in ("op-forward", "op-train", "lm-train"):
         assert (tmp_path / part / "bench.json").exists(), part
+    for dtype in ("float32", "bfloat16"):
+        assert (tmp_path / f"lm-pairs-{dtype}" / "pairs.json").exists(), dtype
     assert any((tmp_path / "decode").iterdir())
     assert "passed" in done.stdout and "failed" not in done.stdout
 
