@@ -22,5 +22,9 @@ $PY -m specmix bench-pairs --op spectral --against sdpa --mode forward --bases 4
     --out $R/pairs-sdpa/forward
 $PY -m specmix bench-pairs --op spectral --against sdpa --mode train --bases 4096 --neighbours 4096 \
     --out $R/pairs-sdpa/train
+for mode in forward train; do                       # the same, each side timed warm (blocks of 3 calls)
+  $PY -m specmix bench-pairs --op spectral --against sdpa --mode $mode --bases 4096 --neighbours 4096 \
+      --calls 3 --out $R/pairs-sdpa/$mode-warm
+done
 $PY -m specmix reference --data ../shared/data/tinyshakespeare.txt --out $R/reference
 $PY benchmarks/update_readme.py

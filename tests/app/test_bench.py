@@ -100,6 +100,10 @@ def test_bench_pairs_times_both_lengths_alternately(tmp_path, capsys, one_line_e
     [row] = json.loads((out / "pairs.json").read_text())["rows"]
     assert (row["base_op"], row["neighbour_op"]) == ("fft-floor", "spectral")
     assert "fft-floor 32 | spectral 32" in capsys.readouterr().out
+    assert main(["bench-pairs", "--bases", "32", "--neighbours", "32", "--d-model", "8", "--rounds", "2",
+                 "--calls", "3", "--out", str(out)]) == 0
+    assert "2 alternating rounds of 3 calls per side" in capsys.readouterr().out
+    one_line_error(["bench-pairs", "--calls", "0"], "--calls")
     assert main(["bench-pairs", "--backend", "lm", "--op", "spectral-gated", "--against", "attention",
                  "--bases", "16", "--neighbours", "16", "--d-model", "8", "--n-layers", "1",
                  "--rounds", "2", "--out", str(out)]) == 0

@@ -9,6 +9,10 @@ child process with the sweep's allocator settings (``MALLOC_TUNE``), so that bot
 time large calls alike (without them, glibc unmaps and re-faults every big buffer: an
 unchunked rfft + irfft pair at 16K took twice as long).
 
+When the two sides differ much in duration, a long call evicts the short one's data from
+the caches before its next call; ``--calls K`` times each side in blocks of K calls per
+round, the first only warming the caches, so that both are timed warm and still side by side.
+
 ``--backend lm`` pairs two whole language models instead (``specmix bench --backend lm``'s
 step: forward, backward, the training CLI's AdamW), e.g. spectral-gated against attention
 at one context: the LM step points of the performance issue, side by side.
@@ -50,13 +54,16 @@ class PairBenchConfig:
     n_layers: int = field(default=4, metadata={"help": "--backend lm: layers of each model"})
     dtype: Literal["float32", "bfloat16"] = field(default="float32", metadata={
         "help": "--backend lm: float32, or bfloat16 autocast (the training CLI's)"})
-    rounds: int = field(default=31, metadata={"help": "alternating rounds (each times both sides once)"})
+    rounds: int = field(default=31, metadata={"help": "alternating rounds (each times both sides)"})
+    calls: int = field(default=1, metadata={
+        "help": "calls of each side per round; above 1 the first of each block only warms the "
+                "caches and the median of the rest is the round's time (each side timed warm)"})
     device: Literal["cpu", "cuda"] = field(default="cpu", metadata={"help": "cpu or cuda"})
     malloc_tune: bool = field(default=True, metadata={"help": "keep freed memory mapped in the child (glibc)"})
     out: str = field(default="runs/pairs", metadata={"help": "output folder"})
 
     def __post_init__(self) -> None:
-        check_fields(self, minimum={"d_model": 1, "rounds": 1, "n_layers": 1})
+        check_fields(self, minimum={"d_model": 1, "rounds": 1, "n_layers": 1, "calls": 1})
         choices = LM_OPS if self.backend == "lm" else TORCH_OPS
         for name in ("op", "against"):
             if getattr(self, name) not in (*choices, None):
@@ -93,7 +100,8 @@ def measure_pair(cfg: PairBenchConfig, base: int, neighbour: int) -> dict:
     ms = ([], [])
     for r in range(cfg.rounds):
         for side in ((0, 1) if r % 2 == 0 else (1, 0)):
-            ms[side].append(timed(calls[side], sync)[0] * 1e3)
+            block = [timed(calls[side], sync)[0] * 1e3 for _ in range(cfg.calls)]
+            ms[side].append(float(np.median(block[1:] if cfg.calls > 1 else block)))
     ratios = np.array(ms[1]) / np.array(ms[0])
     return {"base_op": cfg.op, "base": base, "neighbour_op": b_op, "neighbour": neighbour,
             "base_ms": float(np.median(ms[0])), "neighbour_ms": float(np.median(ms[1])),
@@ -126,8 +134,13 @@ def format_pairs(report: dict) -> str:
              f"{r['base_ms']:.2f}", f"{r['neighbour_ms']:.2f}", f"{r['ratio']:.3f}",
              f"{r['ratio_min']:.2f} - {r['ratio_max']:.2f}"] for r in report["rows"]]
     return ("\n".join(markdown_table(head, rows)) + "\n\n"
-            f"{_what(cfg)}, batch 1, {cfg['rounds']} alternating rounds; {cpu_label(env)}, "
+            f"{_what(cfg)}, batch 1, {cfg['rounds']} alternating rounds{_block(cfg)}; {cpu_label(env)}, "
             f"torch {env.get('torch')} with {env.get('threads')} threads.")
+
+
+def _block(cfg: dict) -> str:
+    calls = cfg.get("calls", 1)
+    return "" if calls == 1 else f" of {calls} calls per side (the first untimed)"
 
 
 def _what(cfg: dict) -> str:
