@@ -35,8 +35,8 @@ from .ops import OpSpec, make_lm_op, make_torch_op
 
 TORCH_OPS = ("sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "spectral-layer")
 LM_OPS = ("attention", "spectral", "spectral-gated")
-Op = Literal["sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "spectral-layer",
-             "attention", "spectral-gated"]
+Op = Literal[tuple(dict.fromkeys(TORCH_OPS + LM_OPS))]      # either backend's; checked per backend
+DEFAULT_WIDTH = {"torch": 256, "lm": 128}                   # d_model when --d-model is not given
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class PairBenchConfig:
     @property
     def width(self) -> int:
         """The channels used: ``d_model``, or the backend's default."""
-        return self.d_model or (128 if self.backend == "lm" else 256)
+        return self.d_model or DEFAULT_WIDTH[self.backend]
 
 
 def _op(cfg: PairBenchConfig, op: str, n: int):
@@ -145,7 +145,9 @@ def _block(cfg: dict) -> str:
 
 def _what(cfg: dict) -> str:
     """What one call is, from a report's config (reports before ``--backend``: torch ops)."""
-    if cfg.get("backend", "torch") == "lm":
+    backend = cfg.get("backend", "torch")
+    width = cfg["d_model"] or DEFAULT_WIDTH[backend]
+    if backend == "lm":
         mode = "one training step" if cfg["mode"] == "train" else "one forward"
-        return f"{mode} of {cfg['n_layers']}-layer LMs, d_model {cfg['d_model'] or 128}, {cfg['dtype']}"
-    return f"{cfg['mode']}, d_model {cfg['d_model'] or 256}, float32"
+        return f"{mode} of {cfg['n_layers']}-layer LMs, d_model {width}, {cfg['dtype']}"
+    return f"{cfg['mode']}, d_model {width}, float32"
