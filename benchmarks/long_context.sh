@@ -37,6 +37,10 @@ for part in $PARTS; do
       $PY -m specmix bench-pairs --backend lm --op spectral-gated --against attention \
           --bases 256,1024,8192 --neighbours 256,1024,8192 --rounds 15 --dtype ${run%:*} \
           --out $R/perf-session/lm-pairs-${run#*:}
+      # the ceiling: the gated stack with nothing mixed along N (its projections and gate only)
+      $PY -m specmix bench-pairs --backend lm --op gated-projections --against attention \
+          --bases 256,1024,8192 --neighbours 256,1024,8192 --rounds 15 --dtype ${run%:*} \
+          --out $R/perf-session/lm-ceiling-${run#*:}
     done ;;
   lengths)  # implicit-filter model trained at context 1024, evaluated at 1024 / 4096 / 16384
     $PY -m specmix train --data "$DATA" --mixers spectral-gated --filter implicit --context 1024 \

@@ -251,6 +251,8 @@ SECTIONS = {
     "lm-step-bf16": _bench("perf-session/lm-bf16"),
     "lm-pairs-fp32": _json_section("perf-session/lm-pairs-fp32/pairs.json", "specmix.app.bench.pairs.format_pairs"),
     "lm-pairs-bf16": _json_section("perf-session/lm-pairs-bf16/pairs.json", "specmix.app.bench.pairs.format_pairs"),
+    "lm-ceiling-fp32": _json_section("perf-session/lm-ceiling-fp32/pairs.json", "specmix.app.bench.pairs.format_pairs"),
+    "lm-ceiling-bf16": _json_section("perf-session/lm-ceiling-bf16/pairs.json", "specmix.app.bench.pairs.format_pairs"),
     "lengths": _lengths,
     "lm-4096": _lm("lm-4096"),
     "decode": _decode("decode"),

@@ -110,8 +110,30 @@ def test_bench_pairs_times_both_lengths_alternately(tmp_path, capsys, one_line_e
     [row] = json.loads((out / "pairs.json").read_text())["rows"]
     assert (row["base_op"], row["neighbour_op"]) == ("spectral-gated", "attention")
     assert "training step of 1-layer LMs, d_model 8" in capsys.readouterr().out
+    assert main(["bench-pairs", "--backend", "lm", "--op", "gated-projections", "--against", "attention",
+                 "--bases", "16", "--neighbours", "16", "--d-model", "8", "--n-layers", "1",
+                 "--rounds", "2", "--out", str(out)]) == 0
+    assert "gated-projections 16 | attention 16" in capsys.readouterr().out
     one_line_error(["bench-pairs", "--backend", "lm", "--op", "sdpa"], "--op")
     one_line_error(["bench-pairs", "--dtype", "bfloat16"], "--dtype")
     one_line_error(["bench-pairs", "--neighbours", "35"], "one length per base")
     one_line_error(["bench-pairs", "--op", "naive"], "--op")
     one_line_error(["bench-pairs", "--against", "naive"], "--against")
+
+
+def test_gated_projections_keep_the_mixers_projections_and_mix_nothing():
+    import torch
+
+    from specmix.app.bench.ceiling import with_gated_projections
+    from specmix.app.bench.ops import untrained_lm
+    model = untrained_lm("spectral-gated", d_model=8, n_layers=2, n_heads=2, context=16)
+    projections = [(b.mixer.in_proj, b.mixer.out_proj) for b in model.blocks]
+    with_gated_projections(model).eval()
+    assert [(b.mixer.in_proj, b.mixer.out_proj) for b in model.blocks] == projections
+    assert not [name for name, _ in model.named_parameters() if "filter" in name or "short_conv" in name]
+    idx = torch.randint(0, 65, (1, 16), generator=torch.Generator().manual_seed(0))
+    other = idx.clone()
+    other[0, 5] = (idx[0, 5] + 1) % 65
+    with torch.no_grad():
+        changed = (model(idx)[0] - model(other)[0]).abs().amax(-1)[0]   # (N,)
+    assert changed[5] > 0 and changed[torch.arange(16) != 5].max() == 0   # position-wise only

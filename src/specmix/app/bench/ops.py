@@ -20,6 +20,8 @@ TORCH_OPS = ("naive", "sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "s
 # whole language models (backend "lm"): an op is a mixer kind, timed as one training step
 # (or forward) of a stack whose layers are all of that kind
 LM_OPS = ("attention", "local:256", "spectral", "spectral-gated")
+# bench-pairs only: the spectral-gated stack with nothing mixed along N, its speed ceiling (ceiling.py)
+GATED_CEILING = "gated-projections"
 
 
 @dataclass(frozen=True)
@@ -176,15 +178,20 @@ def untrained_lm(mixers: str, *, d_model: int, n_layers: int, n_heads: int, cont
 
 def make_lm_op(spec: OpSpec) -> Callable[[], object]:
     """One training step (forward, backward, the training CLI's fused AdamW; no clipping) or one
-    forward of an :func:`untrained_lm`.
+    forward of an :func:`untrained_lm` (``GATED_CEILING``: the spectral-gated one cut to its projections).
     ``bfloat16``: float32 weights, the forward under autocast (the training CLI's path)."""
     import contextlib
 
     import torch
 
     autocast = spec.dtype == "bfloat16"
-    model = untrained_lm(spec.op, d_model=spec.d_model, n_layers=spec.n_layers, n_heads=spec.heads,
-                         context=spec.n, device=spec.device, dtype="float32" if autocast else spec.dtype)
+    ceiling = spec.op == GATED_CEILING
+    model = untrained_lm("spectral-gated" if ceiling else spec.op, d_model=spec.d_model,
+                         n_layers=spec.n_layers, n_heads=spec.heads, context=spec.n,
+                         device=spec.device, dtype="float32" if autocast else spec.dtype)
+    if ceiling:
+        from .ceiling import with_gated_projections
+        model = with_gated_projections(model)
     idx = torch.randint(0, model.config.vocab_size, (spec.batch, spec.n + 1), device=spec.device)
     x, y = idx[:, :-1], idx[:, 1:]                                     # (B, N) each
     precision = (lambda: torch.autocast(torch.device(spec.device).type, dtype=torch.bfloat16)) if autocast \

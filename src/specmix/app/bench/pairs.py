@@ -30,11 +30,11 @@ from ...io import atomic_write_text
 from ...validation import UsageError, check_fields
 from ..tables import markdown_table
 from .harness import MALLOC_TUNE, cpu_label, environment, fresh_process_pool, synchronizer, timed
-from .ops import OpSpec, make_lm_op, make_torch_op
+from .ops import GATED_CEILING, OpSpec, make_lm_op, make_torch_op
 
 
 TORCH_OPS = ("sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "spectral-layer")
-LM_OPS = ("attention", "spectral", "spectral-gated")
+LM_OPS = ("attention", "spectral", "spectral-gated", GATED_CEILING)
 Op = Literal[tuple(dict.fromkeys(TORCH_OPS + LM_OPS))]      # either backend's; checked per backend
 DEFAULT_WIDTH = {"torch": 256, "lm": 128}                   # d_model when --d-model is not given
 
