@@ -44,7 +44,8 @@ class PairBenchConfig:
     backend: Literal["torch", "lm"] = field(default="torch", metadata={
         "help": "torch: one op (d_model 256 by default); lm: a whole LM's training step (d_model 128)"})
     op: Op = field(default="spectral", metadata={
-        "help": f"side A: a torch op {TORCH_OPS} or, --backend lm, a mixer kind {LM_OPS}"})
+        "help": f"side A: a torch op {TORCH_OPS} or, --backend lm, a mixer kind {LM_OPS[:-1]} or "
+                f"{GATED_CEILING} (the gated stack with nothing mixed along N: its ceiling)"})
     against: Op | None = field(default=None, metadata={"help": "the op of side B; none = --op"})
     bases: tuple[int, ...] = field(default=(4096, 65536), metadata={"help": "comma list of side A's lengths"})
     neighbours: tuple[int, ...] = field(default=(4099, 65537), metadata={
