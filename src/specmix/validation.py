@@ -8,13 +8,19 @@ exception that the command line prints as a one-line error: anything else keeps 
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 
-__all__ = ["UsageError", "check_fields", "literal_choices"]
+__all__ = ["UsageError", "Diverged", "check_fields", "literal_choices"]
 
 
 class UsageError(ValueError):
     """A mistake in what the user asked for; printed by the CLI as one line (exit status 2)."""
+
+
+class Diverged(RuntimeError):
+    """Training produced a non-finite loss or weights and stopped without saving them;
+    printed by the CLI as one line (exit status 1)."""
 
 
 def flag(name: str) -> str:
@@ -81,6 +87,10 @@ def check_fields(obj, minimum: dict[str, float] | None = None) -> None:
     hints = typing.get_type_hints(type(obj))
     for field in dataclasses.fields(obj):
         _check_one(field.name, getattr(obj, field.name), hints[field.name])
+    for field in dataclasses.fields(obj):
+        value = getattr(obj, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{flag(field.name)} must be a finite number, got {value}")
     for name, low in (minimum or {}).items():
         value = getattr(obj, name)
         if value is not None and value < low:

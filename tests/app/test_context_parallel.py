@@ -27,8 +27,8 @@ def test_two_process_context_parallel_matches_single_process(tmp_path, data, rea
     for a, b in zip(one, two):
         assert abs(a["train_loss"] - b["train_loss"]) < 1e-4
         assert abs(a["val_loss"] - b["val_loss"]) < 1e-4
-    assert (tmp_path / "two" / "model.safetensors").exists()
-    assert (tmp_path / "two" / "best" / "model.safetensors").exists()
+    assert (tmp_path / "two" / "checkpoints" / "step-00000004" / "model.safetensors").exists()
+    assert (tmp_path / "two" / "checkpoints" / "best.json").exists()
 
 
 @pytest.mark.parametrize("change, message", [

@@ -65,9 +65,9 @@ def test_best_checkpoint_is_written_and_loadable(data, tmp_path, capsys):
     out = tmp_path / "run"
     metrics = train(MODEL, run_cfg(data, out, steps=6, eval_every=2), progress=False)
     best_row = min(metrics, key=lambda m: m["val_loss"])
-    best, _ = load_model(str(out / "best"))
+    best, _ = load_model(str(out), which="best")
     import json
-    assert json.loads((out / "best" / "config.json").read_text())["best"]["step"] == best_row["step"]
+    assert json.loads((out / "checkpoints" / "best.json").read_text())["step"] == best_row["step"]
     assert best.config == load_model(str(out))[0].config
     from specmix.app.cli import main
     capsys.readouterr()

@@ -1,29 +1,37 @@
 """Checkpoints of ``specmix train``: what is written, how it is read back, and resume checks.
 
-A checkpoint folder holds ``config.json`` (model config, training config, and the tokenizer
-or the task), ``model.safetensors`` and ``state.pt`` (optimizer, data-order and torch RNG
-states, step, metrics). Every write is atomic (temp file + rename).
+Each checkpoint is one folder ``out/checkpoints/step-NNNNNNNN/`` written as one unit by
+:mod:`specmix.app.checkpoint_store`: ``config.json`` (model config, training config, and the
+tokenizer or the task), ``model.safetensors`` (weights) and ``training.safetensors``
+(optimizer, data-order and torch RNG states, step, metrics; tensors plus JSON, see
+:mod:`specmix.app.state_codec`), and the ``manifest.json`` that makes it complete. Nothing
+here unpickles. Reading picks the newest complete checkpoint; a damaged one is skipped with
+a message naming what is wrong.
+
+Folders written before this layout (``config.json``, ``model.safetensors`` and ``state.pt``
+directly in ``out``, ``best/`` beside them) still load; their ``state.pt`` is read with
+``torch.load(weights_only=True)``, and weights and state of different steps are refused.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import sys
 
 import numpy as np
 import torch
 
 from ..data.corpus import CharTokenizer
-from ..io import atomic_path, atomic_write_text
 from ..model import LMConfig, SpecMixLM
-from ..validation import UsageError
+from .checkpoint_store import (MANIFEST, CheckpointError, Checkpoint, read_best, step_folders, verify,
+                               write_checkpoint)
+from .state_codec import StateFormatError, load_state_file, save_state_file
 
-__all__ = ["CheckpointError", "config_record", "write_config", "save_checkpoint", "load_config",
-           "load_model", "load_state", "check_same_run"]
+__all__ = ["CheckpointError", "config_record", "save_checkpoint", "find_checkpoint", "load_config",
+           "load_model", "load_state", "check_same_run", "holds_checkpoint"]
 
-
-class CheckpointError(UsageError):
-    """A missing or mismatched checkpoint: printed as a one-line error."""
+LEGACY_FILES = ("config.json", "model.safetensors", "state.pt")
 
 
 def config_record(model_cfg: LMConfig, train_record: dict, data) -> dict:
@@ -35,57 +43,155 @@ def config_record(model_cfg: LMConfig, train_record: dict, data) -> dict:
     return dict(record, tokenizer=data.tokenizer.to_dict())
 
 
-def write_config(out: str, record: dict) -> None:
-    atomic_write_text(os.path.join(out, "config.json"), json.dumps(record, indent=2) + "\n")
-
-
-def save_weights(out: str, model: torch.nn.Module, step: int) -> None:
+def save_checkpoint(out: str, record: dict, model, opt, rng: np.random.Generator, step: int,
+                    metrics: list) -> Checkpoint:
+    """Write the checkpoint of ``step`` as one unit; returns it once committed."""
     from safetensors.torch import save_model
-    with atomic_path(os.path.join(out, "model.safetensors")) as tmp:
-        save_model(model, tmp, metadata={"step": str(step)})
-
-
-def save_checkpoint(out: str, model, opt, rng: np.random.Generator, step: int, metrics: list) -> None:
-    save_weights(out, model, step)
     state = {"step": step, "optimizer": opt.state_dict(), "data_rng": rng.bit_generator.state,
              "torch_rng": torch.get_rng_state(), "metrics": metrics}
-    with atomic_path(os.path.join(out, "state.pt")) as tmp:
-        torch.save(state, tmp)
+
+    def write_config(path):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(json.dumps(record, indent=2) + "\n")
+    return write_checkpoint(out, step, {
+        "config.json": write_config,
+        "model.safetensors": lambda path: save_model(model, path, metadata={"step": str(step)}),
+        "training.safetensors": lambda path: save_state_file(state, path)})
 
 
-def load_config(out: str) -> dict:
-    path = os.path.join(out, "config.json")
+def holds_checkpoint(out: str) -> bool:
+    """Whether ``out`` holds a run of ``specmix train`` (complete or not, either layout)."""
+    return bool(step_folders(out)) or any(os.path.exists(os.path.join(out, n)) for n in LEGACY_FILES)
+
+
+def _warn(message: str) -> None:
+    print(f"specmix: warning: {message}", file=sys.stderr)
+
+
+def _latest(out: str) -> Checkpoint:
+    """The newest complete checkpoint; damaged or incomplete newer ones are skipped, loudly."""
+    problems = []
+    for _, path in reversed(step_folders(out)):
+        try:
+            found = verify(path)
+        except CheckpointError as err:
+            problems.append(str(err))
+            continue
+        if problems:
+            _warn("; ".join(problems) + f"; using the previous complete checkpoint (step {found.step})")
+        return found
+    raise CheckpointError(f"no complete checkpoint in {out}: " + "; ".join(problems))
+
+
+def find_checkpoint(out: str, which: str = "last") -> Checkpoint:
+    """The verified checkpoint ``which`` ("last" or "best") of the run in ``out``; ``out`` may
+    also be one checkpoint's folder. A legacy folder gives ``Checkpoint(out, -1)``
+    (``out/best`` for "best", when it exists)."""
+    if which not in ("last", "best"):
+        raise ValueError(f"which must be 'last' or 'best', got {which!r}")
+    if not os.path.isdir(out):
+        raise CheckpointError(f"no checkpoint in {out}: not a folder")
+    if os.path.isfile(os.path.join(out, MANIFEST)):
+        return verify(out)
+    if step_folders(out):
+        best = read_best(out) if which == "best" else None
+        if best is None:
+            return _latest(out)
+        return verify(os.path.join(out, "checkpoints", f"step-{best['step']:08d}"))
+    legacy_best = os.path.join(out, "best")
+    if which == "best" and os.path.isfile(os.path.join(legacy_best, "model.safetensors")):
+        return Checkpoint(legacy_best, -1)
+    if os.path.isfile(os.path.join(out, "config.json")):
+        return Checkpoint(out, -1)
+    raise CheckpointError(f"no checkpoint in {out}: it holds neither checkpoints/ nor config.json "
+                          "written by specmix train")
+
+
+def load_config(out: str, which: str = "last") -> dict:
+    """The ``config.json`` record of the checkpoint ``which`` in ``out``."""
+    return _read_config(find_checkpoint(out, which).path)
+
+
+def _read_config(folder: str) -> dict:
+    path = os.path.join(folder, "config.json")
     if not os.path.isfile(path):
-        raise CheckpointError(f"no checkpoint in {out}: {path} does not exist")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        raise CheckpointError(f"no checkpoint in {folder}: {path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("model"), dict):
+        raise CheckpointError(f"{path} is not a specmix run config (no 'model' section)")
+    return record
+
+
+def _read_legacy_state(path: str) -> dict:
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as err:   # noqa: BLE001 - torch raises several kinds; all mean "not loadable"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} cannot be loaded safely ({first[:160]})") from None
+
+
+def _weights_step(path: str) -> int | None:
+    from safetensors import safe_open
+    with safe_open(path, framework="pt") as f:
+        step = (f.metadata() or {}).get("step")
+    return int(step) if step is not None else None
 
 
 def load_state(out: str) -> dict:
-    path = os.path.join(out, "state.pt")
-    if not os.path.isfile(path):
-        raise CheckpointError(f"no training state in {out}: {path} does not exist")
-    return torch.load(path, weights_only=False)
+    """The training state (``step``, ``optimizer``, ``data_rng``, ``torch_rng``, ``metrics``)
+    of the last checkpoint in ``out``; never unpickles code."""
+    found = find_checkpoint(out, "last")
+    if found.step >= 0:
+        try:
+            state = load_state_file(os.path.join(found.path, "training.safetensors"))
+        except StateFormatError as err:
+            raise CheckpointError(str(err)) from None
+    else:
+        path = os.path.join(out, "state.pt")
+        if not os.path.isfile(path):
+            raise CheckpointError(f"no training state in {out}: {path} does not exist")
+        state = _read_legacy_state(path)
+        weights = _weights_step(os.path.join(out, "model.safetensors"))
+        if weights is not None and weights != state.get("step"):
+            raise CheckpointError(f"{out} is inconsistent: the weights are of step {weights}, the training "
+                                  f"state of step {state.get('step')} (a crash between two writes); "
+                                  "start again with --overwrite")
+    missing = {"step", "optimizer", "data_rng", "torch_rng", "metrics"} - set(state)
+    if missing:
+        raise CheckpointError(f"the training state in {found.path} lacks {sorted(missing)}")
+    return state
 
 
-def load_model(out: str, device="cpu", context: int | None = None) -> tuple[SpecMixLM, CharTokenizer | None]:
-    """The model and tokenizer of the checkpoint in ``out`` (tokenizer None for a task run).
+def load_model(out: str, device="cpu", context: int | None = None,
+               which: str = "last") -> tuple[SpecMixLM, CharTokenizer | None]:
+    """The model and tokenizer of the checkpoint ``which`` ("last" or "best") in ``out``
+    (tokenizer None for a task run).
 
     ``context`` longer than the trained one rebuilds the model for longer inputs: allowed
     only when nothing in it is tied to the trained length (implicit filters or attention,
     no learned positions); a frequency filter has no taps beyond its ``max_len``.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_model as st_load
-    record = load_config(out)
+    found = find_checkpoint(out, which)
+    record = _read_config(found.path)
     cfg = LMConfig.from_dict(record["model"])
     if context is not None and context > cfg.context:
         _check_extensible(cfg, context)
         cfg = dataclasses.replace(cfg, context=context)
-    weights = os.path.join(out, "model.safetensors")
+    weights = os.path.join(found.path, "model.safetensors")
     if not os.path.isfile(weights):
         raise CheckpointError(f"no checkpoint in {out}: {weights} does not exist")
     model = SpecMixLM(cfg).to(device)
-    st_load(model, weights, device=str(device))
+    try:
+        st_load(model, weights, device=str(device))
+    except (SafetensorError, RuntimeError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{weights} does not load into the model of its config ({first[:160]})") from None
     tok = record.get("tokenizer")
     return model, CharTokenizer.from_dict(tok) if tok else None
 

@@ -3,7 +3,8 @@
 Each command is a thin call into the application. Only the chosen command's parser is
 filled in, so a command imports only what it needs (``specmix reference`` never loads
 torch). A :class:`UsageError` (a bad flag, file or checkpoint) ends with a one-line error on
-stderr and exit status 2; any other exception keeps its traceback.
+stderr and exit status 2; a diverged training run (:class:`~specmix.validation.Diverged`)
+one line and exit status 1; any other exception keeps its traceback.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from ..validation import UsageError
+from ..validation import Diverged, UsageError
 from .flags import Parser, add_config_args, config_from_args
 
 __all__ = ["main", "build_parser"]
@@ -78,11 +79,16 @@ def _train(ns) -> int:
         last = metrics[-1]
         acc = f"  val answer acc {last['val_answer_acc']:.3f}" if "val_answer_acc" in last else \
             (f"  val scored acc {last['val_scored_acc']:.3f}" if "val_scored_acc" in last else "")
-        best = min(metrics, key=lambda m: m["val_loss"])
         print(f"step {last['step']}: train {last['train_loss']:.4f}  val {last['val_loss']:.4f}{acc}  "
-              f"(checkpoint in {train_cfg.out}); best val {best['val_loss']:.4f} at step {best['step']} "
-              f"(in {train_cfg.out}/best)")
+              f"(checkpoint in {train_cfg.out}){_best_line(train_cfg.out)}")
     return 0
+
+
+def _best_line(out: str) -> str:
+    """The best checkpoint, only when best.json names one."""
+    from .checkpoint_store import read_best
+    best = read_best(out)
+    return "" if best is None else f"; best val {best['val_loss']:.4f} at step {best['step']} (sample --weights best)"
 
 
 def _sample_args(p):
@@ -195,13 +201,16 @@ def _chosen(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    command = _chosen(argv) or "specmix"
+    prog = "specmix" + (f" {_chosen(argv)}" if _chosen(argv) else "")
     try:
         ns = build_parser(only=_chosen(argv)).parse_args(argv)
         return ns.func(ns)
     except UsageError as err:
-        print(f"specmix {command}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"specmix {command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except Diverged as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 1

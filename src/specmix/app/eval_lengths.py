@@ -42,6 +42,9 @@ class LengthEvalConfig:
         check_fields(self, minimum={"tokens": 1})
         if not self.contexts or min(self.contexts) < 2:
             raise UsageError(f"--contexts: expected integers >= 2, got {self.contexts}")
+        if self.out is not None and (os.path.isdir(self.out) or self.out.endswith(os.sep)):
+            raise UsageError(f"--out {self.out} is a folder; give the JSON file to write, "
+                             f"e.g. {os.path.join(self.out, 'lengths.json')}")
 
 
 @torch.no_grad()

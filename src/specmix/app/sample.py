@@ -1,7 +1,6 @@
 """``specmix sample``: generate text from a checkpoint with cached decoding."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -20,8 +19,8 @@ class SampleConfig:
     seed: int = field(default=0, metadata={"help": "seed of the sampler"})
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     weights: Literal["best", "last"] = field(default="best", metadata={
-        "help": "best (lowest val loss, in CHECKPOINT/best) or last; best falls back to last when a "
-                "checkpoint has no best/"})
+        "help": "best (lowest val loss) or last; best falls back to last when the run has no best "
+                "checkpoint yet"})
 
     def __post_init__(self) -> None:
         check_fields(self, minimum={"tokens": 0, "top_k": 1})
@@ -38,14 +37,14 @@ def sample(cfg: SampleConfig) -> str:
     from .checkpoint import load_model
     from .runtime import resolve_device
     device = resolve_device(cfg.device)
-    best = os.path.join(cfg.checkpoint, "best")
-    use_best = cfg.weights == "best" and os.path.isfile(os.path.join(best, "model.safetensors"))
-    model, tok = load_model(best if use_best else cfg.checkpoint, device)
+    model, tok = load_model(cfg.checkpoint, device, which=cfg.weights)
     if tok is None:
         raise UsageError(f"--checkpoint {cfg.checkpoint} was trained on a synthetic task; "
                          "sampling text needs a language-model checkpoint")
     prompt = cfg.prompt if cfg.prompt is not None else ("\n" if "\n" in tok.chars else tok.chars[0])
     ids = torch.from_numpy(tok.encode(prompt))[None, -model.config.context:].to(device)   # (1, N)
+    if cfg.tokens == 0:
+        return prompt
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     out = model.eval().generate(ids, cfg.tokens, temperature=cfg.temperature, top_k=cfg.top_k, generator=gen)
     return prompt + tok.decode(out[0, ids.shape[1]:].tolist())

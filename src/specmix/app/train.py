@@ -1,7 +1,10 @@
 """Training: ``train(model_cfg, train_cfg) -> metrics``, with exact resume and atomic checkpoints.
 
-Files in ``out`` (see :mod:`specmix.app.checkpoint`): ``config.json``, ``model.safetensors``,
-``state.pt``, ``metrics.jsonl`` (one JSON object per evaluation) and ``loss.png``.
+Files in ``out``: ``checkpoints/`` (each checkpoint one unit, see :mod:`specmix.app.checkpoint`
+and :mod:`specmix.app.run_folder`), and reading copies ``config.json``, ``metrics.jsonl``
+(one JSON object per evaluation) and ``loss.png``. One run owns ``out`` at a time (a kernel
+lock); every argument is checked before anything is written; a non-finite loss stops the run
+(:class:`Diverged`) with the last finite checkpoint kept.
 An interrupted run resumed with ``resume=True`` produces the same metrics as one that was
 never interrupted (same seed): the data order's generator state is part of the checkpoint.
 Neither config is mutated: what the data resolves (the vocabulary) comes back as a new config.
@@ -10,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -23,14 +24,14 @@ import torch
 from ..data.batches import TaskData, TokenData, load_data
 from ..data.corpus import CharTokenizer
 from ..data.tasks import IGNORE
-from ..io import atomic_write_text
 from ..model import LMConfig, SpecMixLM
 from ..validation import UsageError, check_fields
-from .checkpoint import (check_same_run, config_record, load_config, load_model, load_state,
-                         save_checkpoint, save_weights, write_config)
+from .checkpoint import check_same_run, config_record, find_checkpoint, load_config, load_model, load_state
+from .checkpoint_store import remove_leftovers
 from .context_parallel import ContextParallel, check_context_parallel
-from .plots import optional_plot
 from .precision import Precision, resolve_precision
+from .run_folder import Diverged, RunFolder, check_finite_loss, check_out_folder, clear_run  # noqa: F401
+from .run_lock import RunLock
 from .runtime import Dist, resolve_device
 
 
@@ -59,6 +60,8 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     out: str = field(default="runs/train", metadata={"help": "output folder"})
     resume: bool = field(default=False, metadata={"help": "continue from the checkpoint in --out"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "replace the run in --out (without it, a folder that holds a run is refused)"})
     stop_at: int | None = field(default=None, metadata={"help": "save and stop after this step (none = run to --steps)"})
     time_limit: float | None = field(default=None, metadata={
         "help": "end (evaluate, save) at the first step after this many seconds of training; the cosine "
@@ -165,11 +168,6 @@ def evaluate(model: SpecMixLM, data, split: str, cfg: TrainConfig, device,
 
 
 # ----------------------------------------------------------------------------- the loop
-def _write_metrics(out: str, metrics: list[dict]) -> None:
-    atomic_write_text(os.path.join(out, "metrics.jsonl"), "".join(json.dumps(m) + "\n" for m in metrics))
-    optional_plot("plot_losses", metrics, os.path.join(out, "loss.png"))
-
-
 @dataclass
 class _Run:
     """Everything the loop mutates, restored from the checkpoint when resuming."""
@@ -183,10 +181,11 @@ class _Run:
 
 def _setup(model_cfg: LMConfig, cfg: TrainConfig, resumed: bool, device) -> _Run:
     torch.manual_seed(cfg.seed)
-    model = load_model(cfg.out, device)[0] if resumed else SpecMixLM(model_cfg).to(device)
+    found = find_checkpoint(cfg.out).path if resumed else None     # verified once, read twice
+    model = load_model(found, device)[0] if resumed else SpecMixLM(model_cfg).to(device)
     run = _Run(model, make_optimizer(model, cfg), np.random.default_rng(cfg.seed), 0, [])
     if resumed:
-        state = load_state(cfg.out)
+        state = load_state(found)
         run.opt.load_state_dict(state["optimizer"])
         run.rng.bit_generator.state = state["data_rng"]
         torch.set_rng_state(state["torch_rng"])
@@ -217,28 +216,38 @@ def _eval_row(run: _Run, data: TokenData, cfg: TrainConfig, device, tokens_per_s
     return row
 
 
-def _prepare(model_cfg: LMConfig, cfg: TrainConfig, dist: Dist):
-    """Data, the resolved model config, device and the run state (fresh or resumed);
-    config.json is written by rank 0."""
+@dataclass
+class _Plan:
+    """What validation resolved: nothing of it has touched the output folder yet."""
+
+    data: TokenData | TaskData
+    model_cfg: LMConfig              # with the data's vocabulary
+    record: dict                     # the checkpoints' config.json
+    resumed: bool
+    device: torch.device
+    precision: Precision
+
+
+def _validate(model_cfg: LMConfig, cfg: TrainConfig, dist: Dist) -> _Plan:
+    """Every check that can refuse the run (flags, folder, checkpoint, data), before anything
+    is written: a refused command leaves ``out`` as it was."""
     device = resolve_device(cfg.device)
     if cfg.batch_size % dist.data_world:
         raise UsageError(f"--batch-size {cfg.batch_size} must be divisible by the {dist.data_world} "
                          "data-parallel processes")
-    record = load_config(cfg.out) if cfg.resume else None
-    tok = CharTokenizer.from_dict(record["tokenizer"]) if record and record.get("tokenizer") else None
+    if dist.main:
+        check_out_folder(cfg.out, cfg.resume, cfg.overwrite)
+    saved = load_config(cfg.out) if cfg.resume else None
+    tok = CharTokenizer.from_dict(saved["tokenizer"]) if saved and saved.get("tokenizer") else None
     data = load_data(task=cfg.task, data=cfg.data, task_vocab=cfg.task_vocab, context=model_cfg.context,
                      tokenizer=tok, kv_pairs=cfg.kv_pairs)
     model_cfg = dataclasses.replace(model_cfg, vocab_size=data.vocab_size)
-    if record:
-        check_same_run(record, model_cfg, cfg, TrainConfig.SAME_RUN, cfg.out)
+    if saved:
+        check_same_run(saved, model_cfg, cfg, TrainConfig.SAME_RUN, cfg.out)
     check_context_parallel(model_cfg, cfg.context_parallel, cfg.compile)
-    if dist.world > 1:
-        device = dist.join(device)
-    run = _setup(model_cfg, cfg, record is not None, device)
-    if dist.main:
-        os.makedirs(cfg.out, exist_ok=True)
-        write_config(cfg.out, config_record(model_cfg, dataclasses.asdict(cfg), data))
-    return data, device, run
+    precision = resolve_precision(cfg.dtype, device)
+    record = config_record(model_cfg, dataclasses.asdict(cfg), data)
+    return _Plan(data, model_cfg, record, saved is not None, device, precision)
 
 
 def _optimizer_step(run: _Run, stepper, data, cfg: TrainConfig, dist: Dist, device,
@@ -301,15 +310,6 @@ def _reached_target(run: _Run, cfg: TrainConfig) -> bool:
             and last.get("val_scored_acc", 0.0) >= cfg.target_acc)
 
 
-def _keep_best(run: _Run, row: dict, cfg: TrainConfig) -> None:
-    """``best/`` beside the last checkpoint: the weights (and config) of the lowest val loss."""
-    if row["val_loss"] <= min(m["val_loss"] for m in run.metrics):
-        best = os.path.join(cfg.out, "best")
-        os.makedirs(best, exist_ok=True)
-        save_weights(best, run.model, run.step)
-        write_config(best, dict(load_config(cfg.out), best={"step": run.step, "val_loss": row["val_loss"]}))
-
-
 def train(model_cfg: LMConfig, cfg: TrainConfig, progress: bool = True) -> list[dict]:
     """Train (or resume) and return the metrics rows; see the module docstring for files.
 
@@ -319,12 +319,42 @@ def train(model_cfg: LMConfig, cfg: TrainConfig, progress: bool = True) -> list[
     of the same global batch. With ``context_parallel=P`` consecutive groups of P ranks share
     each sequence (:mod:`specmix.app.context_parallel`) and the groups split the batch.
     ``tokens_per_s`` counts every token of the effective batch.
+    Raises :class:`Diverged` when a loss or the weights stop being finite.
     """
+    dist = Dist.from_env(cfg.context_parallel)
+    plan = _validate(model_cfg, cfg, dist)
+    with RunLock(cfg.out) if dist.main else contextlib.nullcontext():
+        folder = None
+        if dist.main:
+            clear_run(cfg.out) if cfg.overwrite else remove_leftovers(cfg.out)
+            folder = RunFolder(cfg.out, plan.record)
+        device = dist.join(plan.device) if dist.world > 1 else plan.device
+        run = _setup(plan.model_cfg, cfg, plan.resumed, device)
+        if folder is not None and plan.resumed:
+            folder.publish(run.metrics)                 # finish what a crash may have cut short
+        try:
+            return _loop(run, plan, cfg, dist, device, folder, progress)
+        finally:
+            dist.leave()
+
+
+def _check_step_loss(loss: torch.Tensor, run: _Run, cfg: TrainConfig, dist: Dist, stepper,
+                     folder: RunFolder | None) -> float:
+    """The step's loss as a float, the same on every rank; :class:`Diverged` if not finite."""
+    if dist.world > 1 and not isinstance(stepper, ContextParallel):
+        loss = loss.detach().clone()
+        torch.distributed.all_reduce(loss)              # a NaN anywhere stops every rank
+        loss = loss / dist.world
+    value = loss.item()
+    check_finite_loss(value, "the training loss", run.step, cfg.lr, folder)
+    return value
+
+
+def _loop(run: _Run, plan: _Plan, cfg: TrainConfig, dist: Dist, device, folder: RunFolder | None,
+          progress: bool) -> list[dict]:
     from tqdm.auto import tqdm
 
-    dist = Dist.from_env(cfg.context_parallel)
-    data, device, run = _prepare(model_cfg, cfg, dist)
-    precision = resolve_precision(cfg.dtype, device)
+    data, precision = plan.data, plan.precision
     scaler, stepper = precision.scaler(), _stepper(run, cfg, dist, device)
     end = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
     bar = tqdm(total=end, initial=run.step, disable=not (progress and dist.main), desc="train")
@@ -334,22 +364,23 @@ def train(model_cfg: LMConfig, cfg: TrainConfig, progress: bool = True) -> list[
     tick, tokens, t0 = time.perf_counter(), 0, time.perf_counter()
     elapsed0 = run.metrics[-1]["elapsed_s"] if run.metrics else 0.0
     elapsed = lambda: elapsed0 + time.perf_counter() - t0                      # noqa: E731
-    save = (lambda: save_checkpoint(cfg.out, run.model, run.opt, run.rng, run.step, run.metrics)) \
-        if dist.main else (lambda: None)
+    save = (lambda: folder.save(run.model, run.opt, run.rng, run.step, run.metrics)) \
+        if folder is not None else (lambda: None)
     try:
         while run.step < end:
             loss = _optimizer_step(run, stepper, data, cfg, dist, device, precision, scaler, elapsed())
+            loss = _check_step_loss(loss, run, cfg, dist, stepper, folder)
             tokens += cfg.batch_size * cfg.grad_accum * run.model.config.context
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens / (time.perf_counter() - tick):.0f}")
+            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / (time.perf_counter() - tick):.0f}")
             out_of_time = cfg.time_limit is not None and elapsed() >= cfg.time_limit
             if run.step % cfg.eval_every == 0 or run.step == cfg.steps or out_of_time:
                 row = _eval_row(run, data, cfg, device, tokens / (time.perf_counter() - tick), elapsed(), stepper)
+                for split in ("train", "val"):
+                    check_finite_loss(row[f"{split}_loss"], f"the {split} loss", run.step, cfg.lr, folder)
                 if dist.main:
                     _report(row, bar)
                     save()
-                    _keep_best(run, row, cfg)
-                    _write_metrics(cfg.out, run.metrics)
                 tick, tokens = time.perf_counter(), 0
             if out_of_time:
                 bar.write(f"time limit: {cfg.time_limit:.0f} s reached at step {run.step}")
@@ -357,12 +388,10 @@ def train(model_cfg: LMConfig, cfg: TrainConfig, progress: bool = True) -> list[
             if _reached_target(run, cfg):
                 bar.write(f"target accuracy {cfg.target_acc} reached at step {run.step}")
                 break
-        if not run.metrics or run.metrics[-1]["step"] != run.step:   # stop_at between evaluations
-            save()
+        save()                                   # stop_at between evaluations (no-op if saved)
     except KeyboardInterrupt:
         save()
         bar.write(f"interrupted: checkpoint saved at step {run.step} in {cfg.out} (resume with --resume)")
     finally:
         bar.close()
-        dist.leave()
     return run.metrics
