@@ -22,7 +22,8 @@ _EXPORTS = {
     "ConvCache": "decoding",
     "LMConfig": "model", "SpecMixLM": "model",
     "SpectralSelfAttention": "swap", "swap_attention": "swap", "HFSpectralAttention": "hf",
-    "UsageError": "validation",
+    "UsageError": "validation", "Diverged": "validation", "check_finite": "tokens",
+    "load_model": "app.checkpoint",
 }
 
 __all__ = sorted(_EXPORTS)

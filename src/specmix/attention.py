@@ -94,17 +94,19 @@ class Attention(nn.Module):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *, shard=None) -> torch.Tensor:
-        check_tokens(x, self.d_model, mask, "Attention")
+        check_tokens(x, self.d_model, mask, "Attention", self.qkv.weight)
         if shard is not None:
             raise ValueError("Attention: context parallelism (shard=) is not supported by attention "
                              "layers (it would need ring attention); use spectral layers only")
-        q, k, v = self._heads(x)                                     # 3 x (B, H, N, E)
+        if x.numel() == 0:                                               # B = 0 or N = 0
+            return x.clone()
+        q, k, v = self._heads(zero_padding(x, mask))                 # 3 x (B, H, N, E)
         return self._merge(self._attend(q, k, v, mask), mask)
 
     def prefill(self, x: torch.Tensor, max_len: int) -> tuple[torch.Tensor, "AttentionState"]:
         """Run the prompt ``x (B, N, D)``; returns ``forward(x)`` and a KV cache preallocated
         for ``max_len`` tokens (a local layer reads only its last ``window`` keys)."""
-        check_tokens(x, self.d_model, None, "Attention.prefill")
+        check_tokens(x, self.d_model, None, "Attention.prefill", self.qkv.weight)
         if not self.causal:
             raise ValueError("Attention.prefill: cached decoding needs a causal mixer")
         q, k, v = self._heads(x)                                     # 3 x (B, H, N, E)

@@ -64,6 +64,8 @@ class Block(nn.Module):
     def __init__(self, d_model: int, mixer: nn.Module, mlp_ratio: float = 4.0,
                  norm: str = "layer", *, dropout: float = 0.0, device=None, dtype=None) -> None:
         super().__init__()
+        if not isinstance(d_model, int) or isinstance(d_model, bool):
+            raise TypeError(f"Block(d_model, mixer): d_model must be an int, got {type(d_model).__name__}")
         if getattr(mixer, "d_model", None) != d_model:
             raise ValueError(f"Block: mixer.d_model must equal d_model={d_model}, "
                              f"got {getattr(mixer, 'd_model', None)}")

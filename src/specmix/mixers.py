@@ -192,17 +192,17 @@ class SpectralMixer(nn.Module):
         input ``(B, D h, N)`` and the raw projection ``u (B, C, N)``. Serves forward, prefill
         and step alike: projection, mask, short conv and bind are computed here only. With a
         ``shard`` the short conv's history is the previous rank's last two positions."""
-        keep = None if mask is None else mask[:, None, :].to(x.dtype)   # (B, 1, N)
-        u = self.project_in(x)                                           # (B, C, N)
+        keep = None if mask is None else mask[:, None, :]                # (B, 1, N)
+        u = self.project_in(zero_padding(x, mask))                       # (B, C, N)
         if keep is not None:
-            u = u * keep
+            u = torch.where(keep, u, 0.0)
         if not self.gated:
             return None, u, u
         if shard is not None:
             history = previous_tail(u, 2, shard)                         # (B, C, 2) halo
         conv = self._short_conv(u, causal, history)
         if keep is not None:
-            conv = conv * keep
+            conv = torch.where(keep, conv, 0.0)
         q, k, v = conv.chunk(3, dim=1)                                   # 3 x (B, D, N)
         return q, self.bind(k, v), u
 
@@ -218,7 +218,9 @@ class SpectralMixer(nn.Module):
         ``causal=True`` (its kernel and short conv restricted to lags >= 0). With a ``shard``
         (context parallelism, :mod:`specmix.sharding`) ``x`` is this rank's slice of the
         sequence and the result is the slice of the full sequence's output."""
-        check_tokens(x, self.d_model, mask, "SpectralMixer")
+        check_tokens(x, self.d_model, mask, type(self).__name__, self.in_proj.weight)
+        if x.numel() == 0:                                               # B = 0 or N = 0
+            return x.clone()
         if shard is not None:
             return self._forward_sharded(x, mask, causal, shard)
         causal = self.causal if causal is None else causal
@@ -252,7 +254,7 @@ class SpectralMixer(nn.Module):
         """Run the prompt ``x (B, N, D)``; returns ``forward(x, mask)`` and the state that
         :meth:`step` continues from, for up to ``max_len`` tokens in all. Padded positions
         (``mask`` False) enter the state as zeros, as they enter ``forward``."""
-        check_tokens(x, self.d_model, mask, "SpectralMixer.prefill")
+        check_tokens(x, self.d_model, mask, "SpectralMixer.prefill", self.in_proj.weight)
         if not self.causal:
             raise ValueError("SpectralMixer.prefill: cached decoding needs a causal mixer")
         q, conv_in, u = self._streams(x, mask, True)
@@ -270,20 +272,22 @@ class SpectralMixer(nn.Module):
         is bound by per-op cost): one addmm in (the weight read as :meth:`project_in` reads
         it), the short conv from its pending partial sums (:class:`ShortConvCache`), the
         cached long convolution, one addmm out."""
-        keep = None if mask is None else mask[:, None].to(x_t.dtype)    # (B, 1)
+        keep = None if mask is None else mask[:, None]                   # (B, 1)
+        if keep is not None:
+            x_t = torch.where(keep, x_t, 0.0)
         u = F.linear(x_t, self.in_proj.weight, self.in_proj.bias)        # (B, C)
         if keep is not None:
-            u = u * keep
+            u = torch.where(keep, u, 0.0)
         if self.gated:
             conv = state.short.step(u)                                   # (B, C)
             if keep is not None:
-                conv = conv * keep
+                conv = torch.where(keep, conv, 0.0)
             q, k, v = conv.unflatten(1, (3, self.d_model)).unbind(1)    # 3 x (B, D)
             y = self.read(q, state.conv.step(self.bind(k, v)))           # (B, D)
         else:
             y = state.conv.step(u)                                       # (B, D)
         out = self.out_proj(y)                                           # (B, D)
-        return out if keep is None else out * keep
+        return out if keep is None else torch.where(keep, out, 0.0)
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, max_len={self.max_len}, causal={self.causal}, "

@@ -192,6 +192,9 @@ class SpecMixLM(nn.Module):
             raise ValueError(f"idx must be an int64 tensor of shape (B, N), got {got}")
         if idx.shape[1] > self.config.context:
             raise ValueError(f"sequence length N={idx.shape[1]} exceeds context={self.config.context}")
+        if idx.numel() and not torch.compiler.is_compiling() and not (0 <= int(idx.min()) and int(idx.max()) < self.config.vocab_size):
+            raise ValueError(f"idx holds token ids in [{int(idx.min())}, {int(idx.max())}]; the vocabulary "
+                             f"is 0 .. {self.config.vocab_size - 1}")
 
     def _check_shard(self, idx: torch.Tensor, shard: SequenceShard) -> None:
         refused = self.config.unshardable_kinds()
@@ -277,6 +280,11 @@ class SpecMixLM(nn.Module):
         return out.clone(), logits.clone()          # ordinary tensors, usable in autograd
 
     def _decode(self, idx: torch.Tensor, new_tokens: int, pick) -> tuple[torch.Tensor, torch.Tensor]:
+        if new_tokens < 0:
+            raise ValueError(f"new_tokens must be >= 0, got {new_tokens}")
+        if new_tokens == 0:
+            self._check_idx(idx)
+            return idx, idx.new_zeros(idx.shape[0], 0, self.config.vocab_size, dtype=torch.float32)
         logits, states = self.prefill(idx)
         out, all_logits = idx, []
         for _ in range(new_tokens):

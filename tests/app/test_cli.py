@@ -70,3 +70,22 @@ def test_same_flag_names_in_every_command():
     assert {"--n-heads", "--batch-size", "--d-model", "--n-layers"} <= flags["bench"]
     assert {"--n-heads", "--d-model", "--n-layers"} <= flags["bench-decode"]
     assert {"--batch-size", "--context", "--d-model", "--n-layers"} <= flags["reference"]
+
+
+def test_no_command_names_the_program_once(capsys):
+    assert main(["--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("specmix: error:") and "specmix specmix" not in err
+
+
+def test_sample_zero_tokens_prints_the_prompt(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(tiny_train(data, out)) == 0
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(out), "--prompt", "First", "--tokens", "0", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out == "First\n"
+
+
+def test_eval_lengths_out_must_be_a_file(data, tmp_path, one_line_error):
+    one_line_error(["eval-lengths", "--checkpoint", str(tmp_path), "--out", str(tmp_path)],
+                   f"--out {tmp_path} is a folder; give the JSON file to write")
