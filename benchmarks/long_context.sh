@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the README's long-context sections (about 60 minutes on 2 cores):
+# Regenerates the long-context results (docs/long-context.md, docs/benchmarks.md) (about 60 minutes on 2 cores):
 #   bash benchmarks/long_context.sh            # every part, then the README
 #   bash benchmarks/long_context.sh recall     # one part: recall | sweep | lmstep | lengths | lm4096 | decode
 set -euo pipefail
@@ -27,20 +27,20 @@ for part in $PARTS; do
         --d-model 128 --n-layers 4 --n-heads 4 --ops attention,local:256,spectral,spectral-gated \
         --repeats 3 --max-seconds 30 \
         --out $R/lm-context ;;
-  lmstep)   # the performance issue's points: whole-model training step at 256 / 1K / 8K, fp32 and bf16:
+  lmstep)   # whole-model training step at 256 / 1K / 8K, fp32 and bf16:
             # the sweep (tokens/s and memory, each model in its own process) and the pairs (both
             # models in one process, alternating steps: the ratio a shared machine's drift cannot fake)
     for run in float32:fp32 bfloat16:bf16; do
       $PY -m specmix bench --backend lm --mode train --lengths 256,1024,8192 --d-model 128 \
           --n-layers 4 --n-heads 4 --ops attention,spectral-gated --repeats 7 --dtype ${run%:*} \
-          --out $R/perf-session/lm-${run#*:}
+          --out $R/lm-step/${run#*:}
       $PY -m specmix bench-pairs --backend lm --op spectral-gated --against attention \
           --bases 256,1024,8192 --neighbours 256,1024,8192 --rounds 15 --dtype ${run%:*} \
-          --out $R/perf-session/lm-pairs-${run#*:}
+          --out $R/lm-step/pairs-${run#*:}
       # the ceiling: the gated stack with nothing mixed along N (its projections and gate only)
       $PY -m specmix bench-pairs --backend lm --op gated-projections --against attention \
           --bases 256,1024,8192 --neighbours 256,1024,8192 --rounds 15 --dtype ${run%:*} \
-          --out $R/perf-session/lm-ceiling-${run#*:}
+          --out $R/lm-step/ceiling-${run#*:}
     done ;;
   lengths)  # implicit-filter model trained at context 1024, evaluated at 1024 / 4096 / 16384
     $PY -m specmix train --data "$DATA" --mixers spectral-gated --filter implicit --context 1024 \

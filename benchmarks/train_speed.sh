@@ -5,7 +5,7 @@
 # The probe's shape: 4 layers, d_model 128, context 1024, batch 4, spectral-gated, 200 steps,
 # evaluated every 50 steps on the same fixed batches. Each dtype runs twice, in the order
 # float32, bfloat16, bfloat16, float32, so that a machine whose speed drifts during the
-# script weighs on both dtypes alike; the README's speed ratio is over both runs of each.
+# script weighs on both dtypes alike; the speed ratio in docs/benchmarks.md is over both runs of each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -15,6 +15,6 @@ for run in float32 bfloat16 bfloat16-2 float32-2; do
   dtype=${run%-2}
   $PY -m specmix train --data "$DATA" --mixers spectral-gated --n-layers 4 --d-model 128 \
       --context 1024 --batch-size 4 --steps 200 --warmup 20 --lr 2e-3 --eval-every 50 \
-      --eval-batches 4 --dtype $dtype --device cpu --out $R/train-$run
+      --eval-batches 4 --dtype $dtype --device cpu --out $R/train-dtype/$run
 done
 $PY benchmarks/update_readme.py

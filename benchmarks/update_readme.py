@@ -1,8 +1,11 @@
-"""Rewrite the README's generated sections from result JSON files.
+"""Rewrite the generated sections of README.md and docs/*.md from result JSON files.
 
 A section is delimited by ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``;
 NAME maps to a JSON file under benchmarks/results and a formatter. Run after the
 benchmark scripts; never edit those sections by hand.
+
+    python benchmarks/update_readme.py           # rewrite every page
+    python benchmarks/update_readme.py --check   # exit 1 naming each stale or unknown section
 """
 from __future__ import annotations
 
@@ -38,6 +41,8 @@ def _bench(name: str):
         if "torch" in env:
             parts.append(f"torch {env['torch']} with {env['threads']} threads, FFT {env['torch_fft']}")
         parts.append(f"numpy {env.get('numpy')}")
+        if env.get("date"):
+            parts.append(f"run on {env['date']}")
         head = ", ".join(parts)
         return head + "\n\n" + format_report(report)
     return render
@@ -170,7 +175,7 @@ def _train_dtype() -> str | None:
     from specmix.app.tables import markdown_table
     runs = {}
     for dtype in ("float32", "bfloat16"):
-        path = RESULTS / f"train-{dtype}" / "metrics.jsonl"
+        path = RESULTS / "train-dtype" / dtype / "metrics.jsonl"
         if not path.exists():
             return None
         runs[dtype] = [json.loads(line) for line in path.read_text().splitlines()]
@@ -179,7 +184,7 @@ def _train_dtype() -> str | None:
         rows.append([a["step"], f"{a['train_loss']:.3f}", f"{b['train_loss']:.3f}", f"{a['val_loss']:.3f}",
                      f"{b['val_loss']:.3f}", f"{abs(a['val_loss'] - b['val_loss']):.3f}",
                      f"{a['tokens_per_s']:.0f}", f"{b['tokens_per_s']:.0f}", f"{b['tokens_per_s'] / a['tokens_per_s']:.2f}"])
-    repeats = {d: RESULTS / f"train-{d}-2" / "metrics.jsonl" for d in runs}   # the ABBA repeat
+    repeats = {d: RESULTS / "train-dtype" / f"{d}-2" / "metrics.jsonl" for d in runs}   # the ABBA repeat
     every = {d: runs[d] + ([json.loads(line) for line in repeats[d].read_text().splitlines()]
                            if repeats[d].exists() else []) for d in runs}
     speed = [sum(m["tokens_per_s"] for m in every[d]) / len(every[d]) for d in ("float32", "bfloat16")]
@@ -205,19 +210,20 @@ def _recipe_detail(run: dict) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def _quality(corpus: str):
+def _quality(folder: str, corpus: str | None):
+    """The runs of ``folder/quality.json`` (those named ``corpus-*`` when a corpus is given)."""
     def render() -> str | None:
         from specmix.app.tables import fmt, markdown_table
-        path = RESULTS / "quality" / "quality.json"
+        path = RESULTS / folder / "quality.json"
         if not path.exists():
             return None
-        runs = [r for r in json.loads(path.read_text())["runs"] if r["run"].startswith(corpus + "-")]
+        runs = [r for r in json.loads(path.read_text())["runs"] if corpus is None or r["run"].startswith(corpus + "-")]
         if not runs:
             return None
         minutes = list(runs[0]["best_val_by_minute"])
         head = ["recipe", "mixers", "params"] + [f"best val by {m} min" for m in minutes]
         head += ["best val (step, minute)", "final val", "final train", "tokens seen", "tokens/s"]
-        rows = [[r["run"].split("-", 1)[1], f"`{_kinds({'mixers': r['mixers']})}`" + _recipe_detail(r), r["params"]]
+        rows = [[r["run"].split("-", 1)[1] if corpus else r["run"], f"`{_kinds({'mixers': r['mixers']})}`" + _recipe_detail(r), r["params"]]
                 + [fmt(r["best_val_by_minute"][m], ".4f") for m in minutes]
                 + [f"{r['best_val']:.4f} ({r['best_step']}, {r['best_minutes']:.1f})", f"{r['final_val']:.4f}",
                    f"{r['final_train']:.4f}", f"{r['tokens_seen'] / 1e6:.1f}M", f"{r['tokens_per_s']:.0f}"]
@@ -226,7 +232,87 @@ def _quality(corpus: str):
     return render
 
 
+def _load(rel: str):
+    path = RESULTS / rel
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _sweep_ratio(report: dict, n: int, over: str = "sdpa", under: str = "spectral") -> float | None:
+    ms = {r["op"]: r["ms"] for r in report["results"] if r["n"] == n}
+    return ms[over] / ms[under] if over in ms and under in ms else None
+
+
+def _headline_rows() -> list[list[str]]:
+    """One row per headline figure: what, the figure, where its page is."""
+    rows = []
+    fwd, train = _load("pairs-sdpa/forward-warm/pairs.json"), _load("pairs-sdpa/train-warm/pairs.json")
+    sweep = _load("torch-train/bench.json")
+    if fwd and train and sweep:
+        big = _sweep_ratio(sweep, 65536)
+        rows.append(["one spectral op vs SDPA (d 256, fp32)",
+                     f"SDPA takes {fwd['rows'][0]['ratio']:.1f}x the time forward and {train['rows'][0]['ratio']:.1f}x "
+                     f"in training at 4K tokens (side by side)" + (f"; {big:.0f}x in training at 64K" if big else ""),
+                     "[benchmarks](docs/benchmarks.md#the-scaling-benchmark)"])
+    lm = _load("lm-step/pairs-fp32/pairs.json")
+    if lm:
+        ratios = " / ".join(f"{r['ratio']:.2f}x" for r in lm["rows"])
+        lengths = " / ".join(str(r["base"]) for r in lm["rows"])
+        rows.append(["LM training step, gated vs attention (4 layers, d 128, fp32)",
+                     f"{ratios} attention's speed at {lengths} tokens",
+                     "[benchmarks](docs/benchmarks.md#whole-language-models-one-training-step)"])
+    quality = _load("quality/quality.json")
+    if quality:
+        best = {r["run"].split("-", 1)[1]: r for r in quality["runs"] if r["run"].startswith("shakespeare-")}
+        rows.append(["tiny Shakespeare, 30 CPU minutes (bf16)",
+                     ", ".join(f"{k} val {r['best_val']:.4f} ({r['params'] / 1e6:.1f}M params)" for k, r in best.items()),
+                     "[benchmarks](docs/benchmarks.md#quality-in-30-cpu-minutes)"])
+    recall = _load("recall/compare.json")
+    if recall:
+        rows.append(["associative recall, 1024 tokens, equal budget",
+                     "answer accuracy " + ", ".join(f"{v['mixers']} {v['final_answer_acc']:.2f}" for v in recall["variants"])
+                     + " (attention not converged in this budget)",
+                     "[long context](docs/long-context.md#associative-recall)"])
+    mqar = _load("mqar/mqar.json")
+    if mqar:
+        cells = [c for c in mqar["cells"] if (c["seq_len"], c["kv_pairs"]) == (128, 8)
+                 and c["model"] in ("spectral-taylor hd4", "attention")]
+        rows.append(["MQAR (128 tokens, 8 pairs), CPU budget",
+                     ", ".join(f"{c['model']} {c['best']['acc']:.3f}" for c in cells)
+                     + " (attention not converged in this budget)",
+                     "[long context](docs/long-context.md#multi-query-associative-recall-mqar)"])
+    decode = _load("decode/decode.json")
+    if decode:
+        longest = max(decode["ratios"], key=int)
+        rows.append([f"cached decoding after a {int(longest) // 1024}K prompt",
+                     f"{decode['ratios'][longest]['attention']:.1f}x attention's tokens/s",
+                     "[long context](docs/long-context.md#decoding-after-long-prompts)"])
+    cp = _load("context-parallel/context.json")
+    if cp:
+        top = max(r["seq_len"] for r in cp["rows"])
+        four = [r for r in cp["rows"] if r["seq_len"] == top and r["processes"] == max(x["processes"] for x in cp["rows"])]
+        worst = max(four, key=lambda r: r["peak_mb"])
+        size = f"{top // 2**20}M" if top >= 2**20 else f"{top // 1024}K"
+        rows.append([f"context parallelism, one sequence of {size} tokens",
+                     f"{worst['processes']} processes: step peak {worst['peak_vs_one']:.2f}x of one process's",
+                     "[long context](docs/long-context.md#context-parallelism-one-sequence-across-processes)"])
+    hf = _load("hf-gpt2/hf_gpt2.json")
+    if hf:
+        rows.append(["Hugging Face GPT-2 (4 layers, d 128), 600 steps",
+                     ", ".join(f"{q['model']} val {q['val_loss']:.3f}" for q in hf["quality"]),
+                     "[Hugging Face](docs/huggingface.md)"])
+    return rows
+
+
+def _headline() -> str | None:
+    from specmix.app.tables import markdown_table
+    rows = _headline_rows()
+    if not rows:
+        return None
+    return "\n".join(markdown_table(["what", "result", "details, command, machine and date"], rows))
+
+
 SECTIONS = {
+    "headline": _headline,
     "bench-numpy": _bench("numpy"),
     "bench-torch-forward": _bench("torch-forward"),
     "bench-torch-train": _bench("torch-train"),
@@ -247,20 +333,21 @@ SECTIONS = {
     "recall": _json_section("recall/compare.json", "specmix.app.compare.format_compare"),
     "recall-head1": _json_section("recall-head1/compare.json", "specmix.app.compare.format_compare"),
     "lm-context": _bench("lm-context"),
-    "lm-step-fp32": _bench("perf-session/lm-fp32"),
-    "lm-step-bf16": _bench("perf-session/lm-bf16"),
-    "lm-pairs-fp32": _json_section("perf-session/lm-pairs-fp32/pairs.json", "specmix.app.bench.pairs.format_pairs"),
-    "lm-pairs-bf16": _json_section("perf-session/lm-pairs-bf16/pairs.json", "specmix.app.bench.pairs.format_pairs"),
-    "lm-ceiling-fp32": _json_section("perf-session/lm-ceiling-fp32/pairs.json", "specmix.app.bench.pairs.format_pairs"),
-    "lm-ceiling-bf16": _json_section("perf-session/lm-ceiling-bf16/pairs.json", "specmix.app.bench.pairs.format_pairs"),
+    "lm-step-fp32": _bench("lm-step/fp32"),
+    "lm-step-bf16": _bench("lm-step/bf16"),
+    "lm-pairs-fp32": _json_section("lm-step/pairs-fp32/pairs.json", "specmix.app.bench.pairs.format_pairs"),
+    "lm-pairs-bf16": _json_section("lm-step/pairs-bf16/pairs.json", "specmix.app.bench.pairs.format_pairs"),
+    "lm-ceiling-fp32": _json_section("lm-step/ceiling-fp32/pairs.json", "specmix.app.bench.pairs.format_pairs"),
+    "lm-ceiling-bf16": _json_section("lm-step/ceiling-bf16/pairs.json", "specmix.app.bench.pairs.format_pairs"),
     "lengths": _lengths,
     "lm-4096": _lm("lm-4096"),
     "decode": _decode("decode"),
     "decode-implicit": _decode("decode-implicit"),
     "hf-gpt2": _hf_gpt2,
     "train-dtype": _train_dtype,
-    "quality": _quality("shakespeare"),
-    "quality-stdlib": _quality("stdlib"),
+    "quality": _quality("quality", "shakespeare"),
+    "quality-stdlib": _quality("quality", "stdlib"),
+    "quality-search": _quality("quality-search", None),
     "context-parallel": _json_section("context-parallel/context.json",
                                       "specmix.app.bench.context.format_context"),
     "mqar": _json_section("mqar/mqar.json", "specmix.app.bench.mqar.format_mqar"),
@@ -268,19 +355,50 @@ SECTIONS = {
 }
 
 
-def main() -> int:
-    readme = ROOT / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    for name, render in SECTIONS.items():
-        body = render()
-        if body is None:
-            continue
-        pattern = re.compile(rf"(<!-- generated:{name} -->\n).*?(<!-- /generated:{name} -->)", re.S)
-        text, count = pattern.subn(lambda m: m.group(1) + body + "\n" + m.group(2), text)
-        if count == 0:
-            print(f"README has no section {name}; skipped", file=sys.stderr)
-    atomic_write_text(readme, text)
-    return 0
+MARKER = re.compile(r"(<!-- generated:([\w-]+) -->\n)(.*?)(<!-- /generated:\2 -->)", re.S)
+
+
+def pages() -> list[pathlib.Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def render_page(text: str) -> tuple[str, list[str], list[str]]:
+    """``(new text, stale section names, unknown section names)`` of one page."""
+    stale, unknown = [], []
+
+    def replace(match: re.Match) -> str:
+        head, name, body, tail = match.groups()
+        render = SECTIONS.get(name)
+        if render is None:
+            unknown.append(name)
+            return match.group(0)
+        new = render()
+        if new is None:                               # its results are absent: left as it is
+            return match.group(0)
+        new += "\n"
+        if new != body:
+            stale.append(name)
+        return head + new + tail
+    return MARKER.sub(replace, text), stale, unknown
+
+
+def main(argv: list[str] | None = None) -> int:
+    check = "--check" in (sys.argv[1:] if argv is None else argv)
+    problems, placed = [], set()
+    for page in pages():
+        text = page.read_text(encoding="utf-8")
+        new, stale, unknown = render_page(text)
+        placed |= {m.group(2) for m in MARKER.finditer(text)}
+        rel = page.relative_to(ROOT)
+        problems += [f"{rel}: section {n} is stale against its results" for n in stale]
+        problems += [f"{rel}: section {n} has no generator in update_readme.py" for n in unknown]
+        if not check and new != text:
+            atomic_write_text(page, new)
+    problems += [f"section {n} appears on no page" for n in SECTIONS if n not in placed]
+    for p in problems:
+        print(p, file=sys.stderr)
+    bad = [p for p in problems if check or "no generator" in p]
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -112,8 +112,9 @@ def measure(fn: Callable[[], object], *, device: str, repeats: int, max_seconds:
 
 
 def environment(device: str, *, with_torch: bool = True, malloc_tune: bool = False) -> dict:
-    """Where a benchmark ran: Python, platform, CPU, NumPy, and torch's threads and FFT."""
-    env = {"python": platform.python_version(), "platform": platform.platform(),
+    """Where and when a benchmark ran: date (UTC), Python, platform, CPU, NumPy, and torch's
+    threads and FFT."""
+    env = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "python": platform.python_version(), "platform": platform.platform(),
            "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "numpy": np.__version__,
            "numpy_fft": "pocketfft (numpy.fft)", "malloc_tune": MALLOC_TUNE if malloc_tune else None,
            "device": device}
