@@ -163,3 +163,18 @@ def test_token_mask_reads_2d_bool_and_additive_masks():
         assert torch.equal(token_mask(mask, 3), real)
     assert token_mask(allowed, 1) is None                 # the last position is real in both rows
     assert token_mask(torch.ones(2, 3, dtype=torch.long), 3) is None
+
+
+@pytest.mark.parametrize("family", DECODERS)
+def test_the_documented_reload_recipe_restores_a_swapped_model(tmp_path, family):
+    """docs/huggingface.md: save_pretrained, rebuild from the config, swap the same way, load."""
+    from safetensors.torch import load_model
+    make = DECODERS[family][0]
+    model, _ = swapped(make, gated=True)
+    model.save_pretrained(tmp_path)
+    torch.manual_seed(1)                                    # a different init, overwritten by the load
+    restored = type(model)(type(model.config).from_pretrained(tmp_path))
+    swap_attention(restored, max_len=96, gated=True)
+    load_model(restored, str(tmp_path / "model.safetensors"))
+    ids = torch.randint(1, V, (2, 12))
+    assert torch.equal(model(ids).logits, restored.eval()(ids).logits)
