@@ -12,8 +12,8 @@ R=benchmarks/results
 VARIANTS=(attention spectral-gated spectral "spectral-gated,spectral-gated,local:64,spectral-gated")
 COMMON=(--data "$DATA" --n-layers 4 --n-heads 4 --d-model 128 --batch-size 12 --lr 1e-3
         --min-lr-ratio 0.1 --warmup 100 --dropout 0 --device cpu)
-$PY -m specmix compare --mixers "${VARIANTS[@]}" "${COMMON[@]}" --context 64 --steps 2000 \
+$PY -m specmix compare --overwrite --mixers "${VARIANTS[@]}" "${COMMON[@]}" --context 64 --steps 2000 \
     --eval-every 250 --eval-batches 20 --out $R/compare
-$PY -m specmix compare --mixers "${VARIANTS[@]}" "${COMMON[@]}" --context 256 --steps 150 \
+$PY -m specmix compare --overwrite --mixers "${VARIANTS[@]}" "${COMMON[@]}" --context 256 --steps 150 \
     --eval-every 150 --eval-batches 4 --out $R/compare-ctx256
 $PY benchmarks/update_readme.py

@@ -14,11 +14,11 @@ for part in $PARTS; do
   recall)   # associative recall, vocab 30, 1024 tokens: 2-layer models, same steps and batch,
             # (these runs once also had --time-limit 1200, never reached; a time limit now also
             # shortens the cosine schedule, so it is left out)
-    $PY -m specmix compare --task recall --task-vocab 30 --context 1024 \
+    $PY -m specmix compare --overwrite --task recall --task-vocab 30 --context 1024 \
         --mixers spectral-gated spectral attention --head-dim 8 --n-layers 2 --d-model 64 \
         --n-heads 4 --batch-size 16 --steps 1000 --warmup 50 --lr 3e-3 --eval-every 100 \
         --eval-batches 16 --device cpu --out $R/recall
-    $PY -m specmix compare --task recall --task-vocab 30 --context 1024 \
+    $PY -m specmix compare --overwrite --task recall --task-vocab 30 --context 1024 \
         --mixers spectral-gated --head-dim 1 --n-layers 2 --d-model 64 \
         --n-heads 4 --batch-size 16 --steps 1000 --warmup 50 --lr 3e-3 --eval-every 100 \
         --eval-batches 16 --device cpu --out $R/recall-head1 ;;
@@ -43,13 +43,13 @@ for part in $PARTS; do
           --out $R/lm-step/ceiling-${run#*:}
     done ;;
   lengths)  # implicit-filter model trained at context 1024, evaluated at 1024 / 4096 / 16384
-    $PY -m specmix train --data "$DATA" --mixers spectral-gated --filter implicit --context 1024 \
+    $PY -m specmix train --overwrite --data "$DATA" --mixers spectral-gated --filter implicit --context 1024 \
         --n-layers 4 --d-model 128 --batch-size 8 --steps 600 --warmup 50 --lr 2e-3 \
         --eval-every 200 --eval-batches 8 --device cpu --out $R/lengths-train
     $PY -m specmix eval-lengths --checkpoint $R/lengths-train --contexts 1024,4096,16384 \
         --tokens 65536 --device cpu --out $R/lengths/lengths.json ;;
   lm4096)   # a spectral LM trained at context 4096
-    $PY -m specmix train --data "$DATA" --mixers spectral-gated --context 4096 --n-layers 4 \
+    $PY -m specmix train --overwrite --data "$DATA" --mixers spectral-gated --context 4096 --n-layers 4 \
         --d-model 128 --batch-size 4 --steps 600 --warmup 50 --lr 2e-3 --eval-every 100 \
         --eval-batches 4 --device cpu --out $R/lm-4096 ;;
   decode)   # cached generation after long prompts, equal-size untrained models

@@ -30,7 +30,7 @@ for corpus in shakespeare stdlib; do
   for recipe in ${RECIPES:-spectral attention}; do
     rm -rf "$R/$corpus-$recipe"
     # shellcheck disable=SC2086
-    $PY -m specmix train --data "$data" --mixers ${MIXERS[$recipe]} --dropout ${DROPOUT[$recipe]} "${COMMON[@]}" \
+    $PY -m specmix train --overwrite --data "$data" --mixers ${MIXERS[$recipe]} --dropout ${DROPOUT[$recipe]} "${COMMON[@]}" \
         --time-limit $seconds --out $R/$corpus-$recipe
   done
 done

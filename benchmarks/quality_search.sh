@@ -22,6 +22,6 @@ declare -A RECIPES=(
 )
 for name in ${ONLY:-gated implicit hybrid wide attention}; do
   # shellcheck disable=SC2086
-  $PY -m specmix train --data "$DATA" ${RECIPES[$name]} "${COMMON[@]}" --out $R/$name
+  $PY -m specmix train --overwrite --data "$DATA" ${RECIPES[$name]} "${COMMON[@]}" --out $R/$name
 done
 $PY benchmarks/quality_report.py $R

@@ -13,7 +13,7 @@ DATA=${DATA:-../shared/data/tinyshakespeare.txt}
 R=benchmarks/results
 for run in float32 bfloat16 bfloat16-2 float32-2; do
   dtype=${run%-2}
-  $PY -m specmix train --data "$DATA" --mixers spectral-gated --n-layers 4 --d-model 128 \
+  $PY -m specmix train --overwrite --data "$DATA" --mixers spectral-gated --n-layers 4 --d-model 128 \
       --context 1024 --batch-size 4 --steps 200 --warmup 20 --lr 2e-3 --eval-every 50 \
       --eval-batches 4 --dtype $dtype --device cpu --out $R/train-dtype/$run
 done

@@ -24,6 +24,14 @@ def test_compare_matches_params_and_writes_outputs(data, tmp_path, capsys):
         assert [m["step"] for m in v["curve"]] == [3, 6]
     assert (out / "compare_loss.png").stat().st_size > 1000
     assert "| `spectral-gated` |" in capsys.readouterr().out
+    before = (out / "compare.json").read_bytes()
+    argv = ["compare", "--data", data, "--mixers", "attention", "spectral-gated", "--n-layers", "2",
+            "--d-model", "32", "--n-heads", "2", "--context", "32", "--batch-size", "4", "--steps", "3",
+            "--eval-every", "3", "--eval-batches", "1", "--device", "cpu", "--out", str(out)]
+    assert main(argv) == 2                          # a rerun into the folder is refused up front
+    assert "already holds a training run" in capsys.readouterr().err
+    assert (out / "compare.json").read_bytes() == before
+    assert main(argv + ["--overwrite"]) == 0
 
 
 def test_a_crashing_variant_is_reported_and_the_others_run(data, tmp_path, monkeypatch):

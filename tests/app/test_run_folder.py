@@ -211,3 +211,11 @@ def test_foreign_and_broken_folders_are_refused_in_one_line(data, tmp_path, one_
     afile.write_text("x")
     one_line_error(cli_args(data, afile), "is a file")
     assert afile.read_text() == "x"
+
+
+def test_an_unwritable_out_is_a_one_line_error(data, tmp_path, monkeypatch, one_line_error):
+    """A read-only filesystem (root ignores permission bits, so the check is simulated)."""
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if mode == os.W_OK else real(path, mode, **kw))
+    one_line_error(cli_args(data, tmp_path / "ro" / "run"), "cannot write there")
+    assert not (tmp_path / "ro").exists()

@@ -21,6 +21,7 @@ from ..io import atomic_write_text
 from ..model import LMConfig, SpecMixLM
 from ..validation import UsageError, check_fields
 from .plots import optional_plot
+from .run_folder import check_out_folder
 from .tables import markdown_table
 from .train import TrainConfig, train
 
@@ -70,6 +71,9 @@ def run_compare(variants: tuple[str, ...], base: LMConfig, train_cfg: TrainConfi
                      context=base.context, kv_pairs=train_cfg.kv_pairs)
     base = dataclasses.replace(base, vocab_size=data.vocab_size)
     configs = [dataclasses.replace(base, mixers=mixers) for mixers in variants]
+    run_dirs = [os.path.join(out, f"{i}-{mixers.replace(',', '_').replace(':', '')}") for i, mixers in enumerate(variants)]
+    for run_dir in run_dirs:                  # refuse before any variant writes (or compare.json is replaced)
+        check_out_folder(run_dir, resume=False, overwrite=train_cfg.overwrite)
     results, target = [], None
     for i, (mixers, cfg) in enumerate(zip(variants, configs)):
         entry = {"mixers": mixers}
@@ -79,7 +83,7 @@ def run_compare(variants: tuple[str, ...], base: LMConfig, train_cfg: TrainConfi
             else:
                 cfg = match_params(cfg, target, tolerance)
             entry.update(params=params_of(cfg), mlp_ratio=cfg.mlp_ratio)
-            run_dir = os.path.join(out, f"{i}-{mixers.replace(',', '_').replace(':', '')}")
+            run_dir = run_dirs[i]
             start = time.perf_counter()
             metrics = train(cfg, dataclasses.replace(train_cfg, out=run_dir, resume=False), progress)
             if "val_answer_acc" in metrics[-1]:

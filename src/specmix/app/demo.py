@@ -37,7 +37,7 @@ def _train_and_sample(out: str) -> None:
     print("\n== specmix train: a small gated spectral LM on the default corpus (shakespeare)")
     model_cfg = LMConfig(d_model=96, n_layers=3, n_heads=4, context=128, mixers="spectral-gated")
     train_cfg = TrainConfig(steps=200, batch_size=16, lr=3e-3, warmup=20, eval_every=100,
-                            eval_batches=10, device="cpu", out=out)
+                            eval_batches=10, device="cpu", out=out, overwrite=True)   # the demo's own folder
     train(model_cfg, train_cfg)
     cfg = SampleConfig(checkpoint=out, prompt="ROMEO:\n", tokens=300, temperature=0.8, top_k=20, device="cpu")
     print(f"\n== specmix sample --checkpoint {out} --prompt 'ROMEO:\\n' --tokens 300 --top-k 20")

@@ -107,7 +107,7 @@ def _train_cell(cell: Cell, lr: float, device: str, out: str) -> dict:
     model_cfg = MODELS[cell.model].config(cell.seq_len, cell.d_model)
     cfg = TrainConfig(task="mqar", task_vocab=VOCAB, kv_pairs=cell.kv_pairs, steps=steps, batch_size=BATCH,
                       lr=lr, warmup=min(50, steps // 10), eval_every=eval_every, eval_batches=8,
-                      target_acc=0.995, device=device, out=out, seed=0)
+                      target_acc=0.995, device=device, out=out, seed=0, overwrite=True)   # the sweep's own folders
     start = time.perf_counter()
     metrics = train(model_cfg, cfg, progress=False)
     curve = [{"examples": m["step"] * BATCH, "acc": m["val_scored_acc"]} for m in metrics]
