@@ -219,3 +219,17 @@ def test_an_unwritable_out_is_a_one_line_error(data, tmp_path, monkeypatch, one_
     monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if mode == os.W_OK else real(path, mode, **kw))
     one_line_error(cli_args(data, tmp_path / "ro" / "run"), "cannot write there")
     assert not (tmp_path / "ro").exists()
+
+
+def test_a_truncated_legacy_state_is_a_one_line_error(data, finished, tmp_path, one_line_error):
+    from specmix.app.checkpoint import load_state
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    step = finished / "checkpoints" / "step-00000004"
+    for name in ("config.json", "model.safetensors"):
+        (legacy / name).write_bytes((step / name).read_bytes())
+    torch.save(load_state(str(finished)), legacy / "state.pt")
+    damage(legacy / "state.pt", "truncate")
+    one_line_error(cli_args(data, legacy, "--resume"), "cannot be loaded safely")
+    damage(legacy / "model.safetensors", "truncate")
+    one_line_error(["sample", "--checkpoint", str(legacy), "--device", "cpu"], "does not load")
