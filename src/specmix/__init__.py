@@ -21,7 +21,7 @@ _EXPORTS = {
     "MLP": "blocks", "Block": "blocks",
     "ConvCache": "decoding",
     "LMConfig": "model", "SpecMixLM": "model",
-    "SpectralSelfAttention": "swap", "swap_attention": "swap", "HFSpectralAttention": "hf",
+    "SpectralSelfAttention": "swap", "swap_attention": "swap", "HFSpectralAttention": "hf_attention",
     "UsageError": "validation", "Diverged": "validation", "check_finite": "tokens",
     "load_model": "app.checkpoint",
 }

@@ -103,10 +103,13 @@ class Attention(nn.Module):
         q, k, v = self._heads(zero_padding(x, mask))                 # 3 x (B, H, N, E)
         return self._merge(self._attend(q, k, v, mask), mask)
 
-    def prefill(self, x: torch.Tensor, max_len: int) -> tuple[torch.Tensor, "AttentionState"]:
+    def prefill(self, x: torch.Tensor, max_len: int, mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, "AttentionState"]:
         """Run the prompt ``x (B, N, D)``; returns ``forward(x)`` and a KV cache preallocated
-        for ``max_len`` tokens (a local layer reads only its last ``window`` keys)."""
-        check_tokens(x, self.d_model, None, "Attention.prefill", self.qkv.weight)
+        for ``max_len`` tokens (a local layer reads only its last ``window`` keys). Cached
+        decoding of attention layers takes unpadded batches: a ``mask`` must be all True."""
+        check_tokens(x, self.d_model, mask, "Attention.prefill", self.qkv.weight)
+        _refuse_padding(mask, "Attention.prefill")
         if not self.causal:
             raise ValueError("Attention.prefill: cached decoding needs a causal mixer")
         q, k, v = self._heads(x)                                     # 3 x (B, H, N, E)
@@ -118,8 +121,9 @@ class Attention(nn.Module):
         y = self._merge(self._attend(q, k, v, None), None)
         return y, AttentionState(keys=keys, values=values, length=n)
 
-    def step(self, x_t: torch.Tensor, state: "AttentionState") -> torch.Tensor:
+    def step(self, x_t: torch.Tensor, state: "AttentionState", mask: torch.Tensor | None = None) -> torch.Tensor:
         """The next token ``x_t (B, D) -> (B, D)``; appends its key and value to ``state``."""
+        _refuse_padding(mask, "Attention.step")
         t = state.length
         q, k, v = self._heads(x_t[:, None, :], offset=t)             # 3 x (B, H, 1, E)
         if t >= state.keys.shape[2]:
@@ -138,6 +142,12 @@ class Attention(nn.Module):
                 + (", rope=True" if self.rope else ""))
 
 
+def _refuse_padding(mask: torch.Tensor | None, where: str) -> None:
+    if mask is not None and not bool(mask.all()):
+        raise ValueError(f"{where}: cached decoding with attention layers takes unpadded batches; "
+                         "decode padded rows one by one, or use a model whose layers are all spectral")
+
+
 @dataclass(kw_only=True)
 class AttentionState:
     """Inference state of a causal :class:`Attention`: a preallocated KV cache."""
@@ -145,3 +155,8 @@ class AttentionState:
     keys: torch.Tensor          # (B, H, max_len, E); [:, :, :length] are filled
     values: torch.Tensor        # (B, H, max_len, E)
     length: int                 # tokens so far
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep the batch rows ``rows (B',)`` in that order, in place (beam search)."""
+        self.keys = self.keys.index_select(0, rows)
+        self.values = self.values.index_select(0, rows)

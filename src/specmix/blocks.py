@@ -98,12 +98,14 @@ class Block(nn.Module):
         x = x + self.drop(mixed)
         return self._mlp_branch(x)
 
-    def prefill(self, x: torch.Tensor, max_len: int):
-        """``(forward(x), state)`` for a prompt ``(B, N, D)``; the state is the mixer's."""
-        y, state = self.mixer.prefill(self.norm1(x), max_len)
+    def prefill(self, x: torch.Tensor, max_len: int, mask: torch.Tensor | None = None):
+        """``(forward(x, mask), state)`` for a prompt ``(B, N, D)``; the state is the mixer's."""
+        args = () if mask is None else (mask,)
+        y, state = self.mixer.prefill(self.norm1(x), max_len, *args)
         return self._mlp_branch(x + y), state
 
-    def step(self, x_t: torch.Tensor, state) -> torch.Tensor:
+    def step(self, x_t: torch.Tensor, state, mask: torch.Tensor | None = None) -> torch.Tensor:
         """The next token ``(B, D) -> (B, D)``; the mixer updates ``state`` in place, the MLP
-        runs its one-token form (:meth:`MLP.step`)."""
-        return self._mlp_branch(x_t + self.mixer.step(self.norm1(x_t), state), one_token=True)
+        runs its one-token form (:meth:`MLP.step`). ``mask (B,)`` False: a padded step."""
+        args = () if mask is None else (mask,)
+        return self._mlp_branch(x_t + self.mixer.step(self.norm1(x_t), state, *args), one_token=True)

@@ -63,6 +63,13 @@ class ConvCache:
     def far_block(self) -> int:
         return self.far.shape[1]
 
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep the batch rows ``rows (B',)`` in that order, in place (beam search picks and
+        repeats rows); the kernel has no batch axis and stays."""
+        self.inputs = self.inputs.index_select(0, rows)
+        self.far = self.far.index_select(0, rows)
+        self.ahead = self.ahead.index_select(0, rows)
+
     @classmethod
     def prefill(cls, kernel: torch.Tensor, u: torch.Tensor, max_len: int) -> tuple[torch.Tensor, "ConvCache"]:
         """Convolve the prompt ``u (B, C, N)`` and fold it, in one FFT convolution.

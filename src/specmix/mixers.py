@@ -301,3 +301,9 @@ class SpectralState:
 
     conv: ConvCache                 # the long convolution's past inputs, folded (see decoding)
     short: ShortConvCache | None    # the gated short conv's pending partial sums (None ungated)
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep the batch rows ``rows (B',)`` in that order, in place (beam search)."""
+        self.conv.reorder(rows)
+        if self.short is not None:
+            self.short.reorder(rows)

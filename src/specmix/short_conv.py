@@ -104,6 +104,10 @@ class ShortConvCache:
         pending = [sum(columns[p - i] * tail[..., p] for p in range(i, k - 1)) for i in range(k - 1)]
         return cls(columns=columns, pending=pending)
 
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep the batch rows ``rows (B',)`` in that order, in place."""
+        self.pending = [p.index_select(0, rows) for p in self.pending]
+
     def step(self, u_t: torch.Tensor) -> torch.Tensor:
         """The output at the new input ``u_t (B, C)``: ``(B, C)``, equal to ``short_conv``'s."""
         if u_t.dim() != 2 or u_t.shape[1] != self.columns.shape[1]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .hf import HF_ATTENTION_CLASSES, is_hf_attention, looks_like_hf_attention, replace_hf_attention
+from .hf_attention import HF_ATTENTION_CLASSES, is_hf_attention, looks_like_hf_attention, replace_hf_attention
 from .mixers import SpectralMixer
 
 __all__ = ["SpectralSelfAttention", "swap_attention"]

@@ -40,7 +40,8 @@ HF_ATTENTION_CLASSES = {
 }
 # arguments HF passes to an attention module that spectral mixing does not need
 _IGNORED = frozenset({"position_ids", "position_embeddings", "use_cache", "cache_position",
-                      "output_attentions", "head_mask", "encoder_attention_mask"})
+                      "output_attentions", "head_mask", "encoder_attention_mask",
+                      "num_items_in_batch"})   # Trainer's loss argument, passed down by the model
 
 
 def _from_transformers(module: nn.Module) -> bool:
