@@ -155,3 +155,22 @@ def test_trainer_trains_a_swapped_gpt2(tmp_path):
     result = train_with(model, tmp_path, batch=2, accumulation=2, steps=4)
     assert result.global_step == 4 and torch.isfinite(torch.tensor(result.training_loss))
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_a_train_run_folder_opens_with_auto_classes_and_pipeline(data, tmp_path):
+    from specmix import load_model
+    from specmix.app.cli import main
+    run = tmp_path / "run"
+    assert main(["train", "--data", data, "--mixers", "spectral-gated", "--n-layers", "1", "--d-model", "16",
+                 "--context", "16", "--batch-size", "4", "--steps", "4", "--eval-every", "2",
+                 "--eval-batches", "1", "--device", "cpu", "--out", str(run)]) == 0
+    model = transformers.AutoModelForCausalLM.from_pretrained(run).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(run)
+    reference, chars = load_model(str(run), which="best")
+    text = "First Citizen"
+    ids = torch.tensor([tokenizer.encode(text)])
+    assert ids[0].tolist() == chars.encode(text).tolist() and tokenizer.decode(ids[0]) == text
+    assert torch.equal(model(ids).logits, reference(ids)[0])
+    generator = transformers.pipeline("text-generation", model=str(run), tokenizer=str(run))
+    out = generator("First", max_new_tokens=5, do_sample=False)[0]["generated_text"]
+    assert out.startswith("First") and len(out) == len("First") + 5

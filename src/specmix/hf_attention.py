@@ -157,6 +157,9 @@ class HFSpectralAttention(nn.Module):
         if not (hasattr(cache, "layers") and hasattr(cache, "update") and hasattr(cache, "get_seq_length")):
             raise TypeError(f"HFSpectralAttention: unsupported cache {type(cache).__name__}; "
                             "cached generation after swap_attention needs a DynamicCache")
+        if getattr(cache, "is_compileable", False):    # static / sliding-window: preallocated, 4D masks
+            raise TypeError(f"HFSpectralAttention: unsupported cache {type(cache).__name__} (a static or "
+                            "sliding-window cache); generate with the default dynamic cache")
         if self.layer_idx is None:
             raise TypeError(f"HFSpectralAttention: the replaced {self.replaces} had no layer_idx, "
                             "so its place in HF's cache is unknown")

@@ -139,6 +139,10 @@ def swap_attention(model: nn.Module, *, max_len: int, causal: bool | None = None
     one's width, device and dtype (and ``batch_first`` for MHA); ``causal=None`` keeps each
     module's direction. A model with nothing to replace raises a ValueError that lists what
     is supported, unless ``missing_ok=True``.
+
+    In a Hugging Face model the swap is recorded in ``model.config.specmix_swap``, so that
+    :func:`specmix.hf.load_swapped` (or ``AutoModel*`` with ``trust_remote_code=True`` after
+    :func:`specmix.hf.save_swapped`) rebuilds it from a saved folder.
     """
     targets = _targets(model, names)
     if not targets and not missing_ok:
@@ -146,10 +150,15 @@ def swap_attention(model: nn.Module, *, max_len: int, causal: bool | None = None
         found = f"; its attention modules {unknown} are not supported" if unknown else ""
         raise ValueError(f"swap_attention: found no self-attention to replace in {type(model).__name__}{found}. "
                          f"Supported: {_SUPPORTED}. Pass names=[...] to choose modules, or missing_ok=True")
+    hf_swapped = False
     for name, module in targets:
+        hf_swapped = hf_swapped or is_hf_attention(module)
         new = _replacement(module, max_len=max_len, causal=causal, filter=filter, gated=gated, head_dim=head_dim)
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+    if hf_swapped and hasattr(getattr(model, "config", None), "to_dict"):    # HF's config: saved with the weights
+        model.config.specmix_swap = {"max_len": max_len, "causal": causal, "filter": filter, "gated": gated,
+                                     "head_dim": head_dim, "names": names}
     if targets:
         for mod in model.modules():     # its nested-tensor fast path needs MHA's own weights
             if isinstance(mod, nn.TransformerEncoder):

@@ -114,11 +114,22 @@ class RunFolder:
             best = {"step": best_row["step"]}
         prune(self.out, KEEP_LAST, {best["step"]} if best else set())
         store._fault_point("write reading copies")
-        if committed:
-            _remove(self.out, ("model.safetensors", "state.pt", "best"))   # a legacy layout, now converted
-        atomic_write_text(os.path.join(self.out, "config.json"), json.dumps(self.record, indent=2) + "\n")
         atomic_write_text(os.path.join(self.out, "metrics.jsonl"), "".join(json.dumps(m) + "\n" for m in metrics))
         optional_plot("plot_losses", metrics, os.path.join(self.out, "loss.png"))
+        exported = bool(committed) and _hf_available()
+        if exported:                      # the top level as a Hugging Face folder (specmix.hf.run_dir)
+            from ..hf.run_dir import write_hf_files
+            source = best["step"] if best else max(committed)
+            write_hf_files(self.out, self.record, store.step_dir(self.out, source))
+        elif committed:                   # (a legacy folder keeps its config.json until then)
+            atomic_write_text(os.path.join(self.out, "config.json"), json.dumps(self.record, indent=2) + "\n")
+        if committed:                     # a legacy layout, now converted
+            _remove(self.out, ("state.pt", "best") + (() if exported else ("model.safetensors",)))
+
+
+def _hf_available() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("transformers") is not None and importlib.util.find_spec("tokenizers") is not None
 
 
 def check_finite_loss(value: float, what: str, step: int, lr: float, folder: RunFolder | None) -> None:

@@ -5,7 +5,8 @@
   ``AutoConfig``, ``AutoModel`` and ``AutoModelForCausalLM`` when this package is imported.
 - :class:`HFSpectralAttention` and the swap helpers (:mod:`specmix.hf_attention`, which does
   not import transformers): spectral mixing in the attention slot of GPT-2, Llama-family and
-  BERT-family models, used by :func:`specmix.swap_attention`.
+  BERT-family models, used by :func:`specmix.swap_attention`; :func:`save_swapped` /
+  :func:`load_swapped` bring a swapped model back from a saved folder.
 """
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
@@ -14,9 +15,10 @@ from ..hf_attention import (HF_ATTENTION_CLASSES, HFSpectralAttention, is_hf_att
 from .cache import SpecMixCache
 from .configuration import SpecMixConfig
 from .modeling import SpecMixForCausalLM, SpecMixModel
+from .swapped import load_swapped, save_swapped
 
 __all__ = ["SpecMixConfig", "SpecMixModel", "SpecMixForCausalLM", "SpecMixCache", "HFSpectralAttention",
-           "HF_ATTENTION_CLASSES", "token_mask"]
+           "HF_ATTENTION_CLASSES", "token_mask", "save_swapped", "load_swapped"]
 
 AutoConfig.register(SpecMixConfig.model_type, SpecMixConfig, exist_ok=True)
 AutoModel.register(SpecMixConfig, SpecMixModel, exist_ok=True)
