@@ -84,3 +84,25 @@ def test_a_swapped_model_refuses_preallocated_caches(implementation):
     with pytest.raises(TypeError, match="static or sliding-window cache"):
         model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=3, do_sample=False,
                        cache_implementation=implementation)
+
+
+def test_the_lora_recipe_trains_the_new_spectral_modules_in_full():
+    """docs/huggingface.md: LoRA on the pretrained MLPs, the swapped modules in modules_to_save."""
+    peft = pytest.importorskip("peft")
+    from specmix.hf import spectral_module_names
+    model = swapped("gpt2").train()
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=["c_fc"],
+                                                      modules_to_save=spectral_module_names(model)))
+    trainable = {n: p for n, p in lora.named_parameters() if p.requires_grad}
+    assert any("filter" in n for n in trainable) and any("short_conv" in n for n in trainable)
+    assert any("lora_" in n for n in trainable) and not any("wte" in n for n in trainable)
+    before = {n: p.detach().clone() for n, p in lora.named_parameters()}
+    opt = torch.optim.SGD(trainable.values(), lr=0.1)
+    ids = torch.randint(1, 50, (2, 16))
+    for _ in range(2):
+        lora(input_ids=ids, labels=ids).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    changed = {n for n, p in lora.named_parameters() if not torch.equal(p, before[n])}
+    assert any("filter" in n for n in changed) and any("lora_B" in n for n in changed)
+    assert not any("wte" in n or "ln_f" in n for n in changed)

@@ -15,10 +15,10 @@ from ..hf_attention import (HF_ATTENTION_CLASSES, HFSpectralAttention, is_hf_att
 from .cache import SpecMixCache
 from .configuration import SpecMixConfig
 from .modeling import SpecMixForCausalLM, SpecMixModel
-from .swapped import load_swapped, save_swapped
+from .swapped import load_swapped, save_swapped, spectral_module_names
 
 __all__ = ["SpecMixConfig", "SpecMixModel", "SpecMixForCausalLM", "SpecMixCache", "HFSpectralAttention",
-           "HF_ATTENTION_CLASSES", "token_mask", "save_swapped", "load_swapped"]
+           "HF_ATTENTION_CLASSES", "token_mask", "save_swapped", "load_swapped", "spectral_module_names"]
 
 AutoConfig.register(SpecMixConfig.model_type, SpecMixConfig, exist_ok=True)
 AutoModel.register(SpecMixConfig, SpecMixModel, exist_ok=True)

@@ -17,7 +17,7 @@ import os
 import transformers
 from transformers import AutoConfig
 
-__all__ = ["swapped_class", "save_swapped", "load_swapped", "SWAP_KEY"]
+__all__ = ["swapped_class", "save_swapped", "load_swapped", "spectral_module_names", "SWAP_KEY"]
 
 SWAP_KEY = "specmix_swap"
 _AUTO = {"AutoModel": "model", "AutoModelForCausalLM": "causal", "AutoModelForMaskedLM": "masked"}
@@ -99,3 +99,11 @@ def load_swapped(directory: str, model_class: type | None = None, **kwargs):
     _swap_record(config)
     base = model_class or getattr(transformers, config.architectures[0])
     return swapped_class(base).from_pretrained(directory, config=config, **kwargs)
+
+
+def spectral_module_names(model) -> list[str]:
+    """The full names of the swapped attention modules of ``model``: for PEFT's
+    ``LoraConfig(modules_to_save=...)``, so that the new (randomly initialised) spectral
+    modules train in full while LoRA adapts the pretrained layers."""
+    from ..hf_attention import HFSpectralAttention
+    return [name for name, module in model.named_modules() if isinstance(module, HFSpectralAttention)]
