@@ -303,6 +303,15 @@ def _headline_rows() -> list[list[str]]:
     return rows
 
 
+def _lm_eval() -> str | None:
+    report = _load("lm-eval/lm_eval.json")
+    if report is None:
+        return None
+    sys.path.insert(0, str(ROOT / "examples"))
+    from lm_eval_local import format_lm_eval
+    return format_lm_eval(report)
+
+
 def _headline() -> str | None:
     from specmix.app.tables import markdown_table
     rows = _headline_rows()
@@ -344,6 +353,7 @@ SECTIONS = {
     "decode": _decode("decode"),
     "decode-implicit": _decode("decode-implicit"),
     "hf-gpt2": _hf_gpt2,
+    "lm-eval": _lm_eval,
     "train-dtype": _train_dtype,
     "quality": _quality("quality", "shakespeare"),
     "quality-stdlib": _quality("quality", "stdlib"),
