@@ -148,11 +148,33 @@ def test_nothing_to_swap_and_unsupported_names_are_clear_errors():
         swap_attention(model, max_len=96, names=["transformer.h.9.attn"])
 
 
-def test_beam_search_is_refused_not_silently_wrong():
+@pytest.mark.parametrize("name", DECODERS)
+@pytest.mark.parametrize("strategy", [dict(num_beams=3, do_sample=False),
+                                      dict(do_sample=True, num_return_sequences=2, top_k=8),
+                                      dict(num_beams=2, num_return_sequences=2, do_sample=False)])
+def test_beam_search_and_several_returns_equal_uncached(name, strategy, monkeypatch):
+    """Each swapped layer's cache entry reorders its spectral state with HF's placeholders."""
+    monkeypatch.setattr("specmix.decoding.MIN_FOLD_BLOCK", 4)
+    model, _ = swapped(DECODERS[name][0], gated=True)
+    ids = torch.randint(1, V, (2, 9), generator=torch.Generator().manual_seed(5))
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0
+    ids[1, :3] = 0                                                    # left padding too
+    runs = []
+    for use_cache in (True, False):
+        torch.manual_seed(3)
+        runs.append(model.generate(ids, attention_mask=mask, max_new_tokens=12, use_cache=use_cache,
+                                   pad_token_id=0, output_scores=True, return_dict_in_generate=True, **strategy))
+    assert torch.equal(runs[0].sequences, runs[1].sequences)
+    for a, b in zip(runs[0].scores, runs[1].scores):
+        finite = torch.isfinite(b)
+        assert torch.equal(finite, torch.isfinite(a)) and (a[finite] - b[finite]).abs().max() < 1e-4
+
+
+def test_assisted_decoding_is_refused_by_name():
     model, _ = swapped(gpt2)
-    ids = torch.randint(1, V, (1, 8))
-    with pytest.raises(RuntimeError, match="reordered or cropped"):
-        model.generate(ids, max_new_tokens=6, num_beams=2, do_sample=False)
+    with pytest.raises(ValueError, match="requires a cache that can be cropped"):
+        model.generate(torch.randint(1, V, (1, 8)), max_new_tokens=6, do_sample=False, prompt_lookup_num_tokens=2)
 
 
 def test_token_mask_reads_2d_bool_and_additive_masks():

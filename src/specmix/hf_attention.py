@@ -10,21 +10,21 @@ was not enough: that interface receives per-head q, k, v after the projections (
 RoPE for Llama) and is fed HF's KV cache, while spectral mixing needs the hidden states and
 its own decoding state.
 
-Cached generation: HF's ``Cache`` object still drives ``generate`` (it counts the tokens seen,
-which sets position ids and mask sizes), so each swapped layer appends a one-number
-placeholder per token to its layer of the cache, and keeps its real state, the folded
-convolution cache of :mod:`specmix.decoding`, on the cache object beside HF's layers. A new
-token then costs what ``SpectralMixer.step`` costs, never an FFT over the whole history.
-Only ``DynamicCache`` (also inside an ``EncoderDecoderCache``) is supported; a cache that
-someone else reorders or crops (beam search, assisted decoding) is detected and refused.
+Cached generation: HF's ``DynamicCache`` still drives ``generate`` (it counts the tokens
+seen, which sets position ids and mask sizes). Each swapped layer's entry in it is a
+:class:`~specmix.hf.cache_layer.SpectralCacheLayer`: one placeholder number per token as
+keys and values, and the layer's real state, the folded convolution cache of
+:mod:`specmix.decoding`, which the layer reorders with its placeholders (beam search,
+``num_return_sequences``) and refuses to crop (assisted decoding). A new token costs what
+``SpectralMixer.step`` costs, never an FFT over the whole history. Static and
+sliding-window caches are refused.
 
 Masks: HF's 2D and 4D (boolean or additive) masks become specmix's token mask; a position
-is real when it may attend to itself. Nothing here imports ``transformers``.
+is real when it may attend to itself. Nothing here imports ``transformers`` until a cache
+arrives (then :mod:`specmix.hf.cache_layer` does).
 Legend: B batch, N new tokens, D hidden size.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -83,15 +83,6 @@ def token_mask(attention_mask: torch.Tensor | None, n: int) -> torch.Tensor | No
     return None if bool(real.all()) else real
 
 
-@dataclass(kw_only=True)
-class _LayerState:
-    """What one swapped layer keeps on HF's cache object between ``generate`` steps."""
-
-    state: SpectralState | None     # None: the prompt ran with gradients, nothing was kept
-    marker: torch.Tensor            # HF's placeholder keys of this layer, as left by us
-    length: int                     # tokens the state has seen
-
-
 class HFSpectralAttention(nn.Module):
     """A :class:`SpectralMixer` in the attention slot of a Hugging Face model.
 
@@ -134,7 +125,7 @@ class HFSpectralAttention(nn.Module):
             state = self._continue(cache, seen)
             y = torch.stack([self.mixer.step(hidden_states[:, i], state, None if mask is None else mask[:, i])
                              for i in range(n)], dim=1)                      # (B, N, D)
-        self._advance(cache, hidden_states, state, seen + n)
+        self._advance(cache, hidden_states, state)
         return y, None
 
     # ------------------------------------------------------------------ helpers
@@ -166,24 +157,25 @@ class HFSpectralAttention(nn.Module):
         return cache
 
     def _continue(self, cache, seen: int) -> SpectralState:
-        entry = getattr(cache, "_specmix_layers", {}).get(self.layer_idx)
-        if entry is None or entry.state is None:
+        layer = cache.layers[self.layer_idx] if self.layer_idx < len(cache.layers) else None
+        if getattr(layer, "state", None) is None:
             raise RuntimeError("HFSpectralAttention: no decoding state for this cache; the prompt must "
                                "run under torch.no_grad() (as generate does) to be continued")
-        if cache.layers[self.layer_idx].keys is not entry.marker or entry.length != seen:
-            raise RuntimeError("HFSpectralAttention: HF's cache was reordered or cropped (beam search, "
-                               "assisted or contrastive decoding); specmix's decoding state cannot follow. "
-                               "Use greedy decoding or sampling, or use_cache=False")
-        return entry.state
+        return layer.state
 
-    def _advance(self, cache, hidden_states: torch.Tensor, state: SpectralState | None, length: int) -> None:
-        """Count the new tokens in HF's cache (one placeholder number each) and keep our state."""
+    def _advance(self, cache, hidden_states: torch.Tensor, state: SpectralState | None) -> None:
+        """Count the new tokens in this layer of HF's cache (one placeholder number each); the
+        layer is a :class:`~specmix.hf.cache_layer.SpectralCacheLayer` holding our state."""
+        from .hf.cache_layer import SpectralCacheLayer      # transformers is loaded: a cache came in
+        while len(cache.layers) <= self.layer_idx:
+            cache.layers.append(SpectralCacheLayer())
+        if not isinstance(cache.layers[self.layer_idx], SpectralCacheLayer):
+            cache.layers[self.layer_idx] = SpectralCacheLayer()
         bsz, n, _ = hidden_states.shape
         placeholder = hidden_states.new_zeros(bsz, 1, n, 1)                # (B, 1, N, 1)
         cache.update(placeholder, placeholder, self.layer_idx)
-        layers = cache.__dict__.setdefault("_specmix_layers", {})
-        layers[self.layer_idx] = _LayerState(state=state, marker=cache.layers[self.layer_idx].keys,
-                                             length=length)
+        if state is not None:
+            cache.layers[self.layer_idx].state = state
 
 
 def replace_hf_attention(module: nn.Module, *, max_len: int, causal: bool | None, filter: str,
