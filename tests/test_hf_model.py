@@ -115,10 +115,26 @@ def test_assisted_decoding_is_refused_by_name():
         model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=2, prompt_lookup_num_tokens=2)
 
 
-def test_generation_past_the_context_is_a_clear_error():
+def test_generation_past_the_context_is_refused_up_front_with_a_frequency_filter():
     model = native()
-    with pytest.raises(ValueError, match="reached the model's context"):
+    with pytest.raises(ValueError, match="63 tokens .prompt and new. exceed the context 48"):
         model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=60, do_sample=False)
+
+
+def test_a_length_free_model_generates_past_its_context_exactly():
+    """Implicit filter, no positions: the cache is sized for the whole output; the tokens equal
+    an uncached run of the same weights in a model built for the longer context."""
+    import dataclasses
+
+    from specmix.model import SpecMixLM
+    model = native("spectral-gated", filter="implicit")
+    ids = torch.randint(1, V, (1, 10), generator=torch.Generator().manual_seed(2))
+    out = model.generate(ids, max_new_tokens=60, do_sample=False)
+    assert out.shape == (1, 70)
+    longer = SpecMixLM(dataclasses.replace(model.config.to_lm_config(), context=70)).eval()
+    longer.load_state_dict(model.model.state_dict())
+    expected = longer.generate(ids, 60, temperature=1.0, top_k=1, use_cache=False)
+    assert torch.equal(out, expected)
 
 
 def test_padding_with_learned_positions_is_refused():

@@ -88,9 +88,11 @@ class SpecMixPreTrainedModel(PreTrainedModel):
                              "positions (pos_emb 'none' or 'rope', or spectral layers only)")
         return mask
 
-    def _hidden(self, input_ids: torch.Tensor, attention_mask, cache: SpecMixCache | None, use_cache: bool):
+    def _hidden(self, input_ids: torch.Tensor, attention_mask, cache: SpecMixCache | None, use_cache: bool,
+                decode_len: int | None = None):
         """``(normalised hidden states (B, N, D), cache)``: a plain forward, a prefill that
-        builds the cache, or steps that continue it."""
+        builds the cache (for ``decode_len`` tokens in all, at least the context), or steps
+        that continue it."""
         lm = self.model
         mask = self._token_mask(attention_mask, input_ids.shape[1])
         if cache is not None:
@@ -101,18 +103,20 @@ class SpecMixPreTrainedModel(PreTrainedModel):
             for block in lm.blocks:
                 x = block(x, mask)
             return lm.norm(x), None
+        max_len = max(lm.config.context, decode_len or 0)
         states = []
         for block in lm.blocks:
-            x, state = block.prefill(x, lm.config.context, mask)
+            x, state = block.prefill(x, max_len, mask)
             states.append(state)
-        return lm.norm(x), SpecMixCache(states, input_ids.shape[1], lm.config.context)
+        return lm.norm(x), SpecMixCache(states, input_ids.shape[1], max_len)
 
     def _steps(self, input_ids: torch.Tensor, mask, cache: SpecMixCache) -> torch.Tensor:
         lm, out = self.model, []
         for i in range(input_ids.shape[1]):
             if cache.seen >= cache.max_len:
-                raise ValueError(f"{type(self).__name__}: cached generation reached the model's context "
-                                 f"({cache.max_len} tokens); generate fewer tokens or use a shorter prompt")
+                raise ValueError(f"{type(self).__name__}: cached generation reached the length its cache "
+                                 f"was built for ({cache.max_len} tokens); generate with generate(), which "
+                                 "sizes it, or fewer tokens")
             x_t = lm.embed(input_ids[:, i: i + 1], offset=cache.seen)[:, 0]   # (B, D)
             for block, state in zip(lm.blocks, cache.states):
                 x_t = block.step(x_t, state, None if mask is None else mask[:, i])
@@ -158,8 +162,11 @@ class SpecMixForCausalLM(SpecMixPreTrainedModel, GenerationMixin):
     def generate(self, *args, **kwargs):
         """HF's ``generate``; what the SpecMixCache cannot follow is refused by name before any
         token: HF's other cache implementations (they hold keys and values, not these states)
-        and decoding that crops the cache (assisted, prompt lookup)."""
+        and decoding that crops the cache (assisted, prompt lookup). Generating past the
+        context continues with a length-free model (implicit filter, no learned positions: the
+        cache is sized for the whole output) and is refused up front otherwise."""
         config = kwargs.get("generation_config") or self.generation_config
+        kwargs["decode_len"] = self._decode_len(args, kwargs, config)
         implementation = kwargs.get("cache_implementation", getattr(config, "cache_implementation", None))
         if implementation not in (None, "dynamic"):
             raise ValueError(f"{type(self).__name__}: cache_implementation={implementation!r} is not "
@@ -170,18 +177,38 @@ class SpecMixForCausalLM(SpecMixPreTrainedModel, GenerationMixin):
                                  "it crops the cache, and spectral states fold the past")
         return super().generate(*args, **kwargs)
 
-    def prepare_inputs_for_generation(self, input_ids, cache=None, attention_mask=None, use_cache=None, **kwargs):
+    def _decode_len(self, args, kwargs, config) -> int:
+        """Prompt plus new tokens of a ``generate`` call; checks that the model reaches it."""
+        ids = args[0] if args else kwargs.get("input_ids", kwargs.get("inputs"))
+        prompt = ids.shape[-1] if isinstance(ids, torch.Tensor) else 0
+        new = kwargs.get("max_new_tokens", getattr(config, "max_new_tokens", None))
+        total = prompt + new if new is not None else kwargs.get("max_length", getattr(config, "max_length", 0))
+        lm = self.model.config
+        spectral = any(k.name.startswith("spectral") for k in lm.mixer_kinds())
+        length_free = not lm.uses_positions() and (lm.filter == "implicit" or not spectral)
+        if total > lm.context:
+            cached = kwargs.get("use_cache", getattr(config, "use_cache", None)) is not False   # HF's default: on
+            if not length_free or not cached:
+                raise ValueError(f"{type(self).__name__}: {total} tokens (prompt and new) exceed the context "
+                                 f"{lm.context}: a model with a frequency filter or learned positions stops "
+                                 "there, and so does generation without a cache; generate fewer tokens, "
+                                 "or use filter='implicit' with the cache")
+        return total
+
+    def prepare_inputs_for_generation(self, input_ids, cache=None, attention_mask=None, use_cache=None,
+                                      decode_len=None, **kwargs):
         """The new tokens only, once a cache exists."""
         if cache is not None:
             input_ids = input_ids[:, cache.seen:]
-        return {"input_ids": input_ids, "cache": cache, "attention_mask": attention_mask,
-                "use_cache": use_cache, "logits_to_keep": kwargs.get("logits_to_keep", 0)}
+        return {"input_ids": input_ids, "cache": cache, "attention_mask": attention_mask, "use_cache": use_cache,
+                "logits_to_keep": kwargs.get("logits_to_keep", 0), "decode_len": decode_len}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, cache: SpecMixCache | None = None,
                 use_cache: bool | None = None, logits_to_keep: int = 0, return_dict: bool | None = None,
-                num_items_in_batch: int | torch.Tensor | None = None) -> CausalLMOutputWithPast:
-        hidden, cache = self._hidden(input_ids, attention_mask, cache, bool(use_cache))
+                num_items_in_batch: int | torch.Tensor | None = None,
+                decode_len: int | None = None) -> CausalLMOutputWithPast:
+        hidden, cache = self._hidden(input_ids, attention_mask, cache, bool(use_cache), decode_len)
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
         logits = self.model.head(hidden)                                  # (B, N, V)
