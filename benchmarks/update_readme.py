@@ -295,6 +295,12 @@ def _headline_rows() -> list[list[str]]:
         rows.append([f"context parallelism, one sequence of {size} tokens",
                      f"{worst['processes']} processes: step peak {worst['peak_vs_one']:.2f}x of one process's",
                      "[long context](docs/long-context.md#context-parallelism-one-sequence-across-processes)"])
+    lm_eval = _load("lm-eval/lm_eval.json")
+    if lm_eval:
+        worst = max(r["max_abs_diff"] for r in lm_eval["rows"])
+        rows.append(["lm-eval (hf backend, CLI) on saved native and swapped models",
+                     f"per-sample log-likelihoods equal the models' own forward within {worst:.0e}",
+                     "[Hugging Face](docs/huggingface.md#lm-evaluation-harness)"])
     hf = _load("hf-gpt2/hf_gpt2.json")
     if hf:
         rows.append(["Hugging Face GPT-2 (4 layers, d 128), 600 steps",

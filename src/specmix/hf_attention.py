@@ -12,10 +12,10 @@ its own decoding state.
 
 Cached generation: HF's ``DynamicCache`` still drives ``generate`` (it counts the tokens
 seen, which sets position ids and mask sizes). Each swapped layer's entry in it is a
-:class:`~specmix.hf.cache_layer.SpectralCacheLayer`: one placeholder number per token as
-keys and values, and the layer's real state, the folded convolution cache of
-:mod:`specmix.decoding`, which the layer reorders with its placeholders (beam search,
-``num_return_sequences``) and refuses to crop (assisted decoding). A new token costs what
+:class:`~specmix.hf.cache_layer.SpectralCacheLayer`: the count of tokens seen and the
+layer's state, the folded convolution cache of :mod:`specmix.decoding`, which it reorders
+when HF reorders its layers (beam search, ``num_return_sequences``) and refuses to crop
+(assisted decoding). A new token costs what
 ``SpectralMixer.step`` costs, never an FFT over the whole history. Static and
 sliding-window caches are refused.
 
@@ -164,18 +164,14 @@ class HFSpectralAttention(nn.Module):
         return layer.state
 
     def _advance(self, cache, hidden_states: torch.Tensor, state: SpectralState | None) -> None:
-        """Count the new tokens in this layer of HF's cache (one placeholder number each); the
-        layer is a :class:`~specmix.hf.cache_layer.SpectralCacheLayer` holding our state."""
+        """Count the new tokens in this layer of HF's cache, a
+        :class:`~specmix.hf.cache_layer.SpectralCacheLayer` that holds our state."""
         from .hf.cache_layer import SpectralCacheLayer      # transformers is loaded: a cache came in
         while len(cache.layers) <= self.layer_idx:
             cache.layers.append(SpectralCacheLayer())
         if not isinstance(cache.layers[self.layer_idx], SpectralCacheLayer):
             cache.layers[self.layer_idx] = SpectralCacheLayer()
-        bsz, n, _ = hidden_states.shape
-        placeholder = hidden_states.new_zeros(bsz, 1, n, 1)                # (B, 1, N, 1)
-        cache.update(placeholder, placeholder, self.layer_idx)
-        if state is not None:
-            cache.layers[self.layer_idx].state = state
+        cache.layers[self.layer_idx].advance(hidden_states.shape[1], state)
 
 
 def replace_hf_attention(module: nn.Module, *, max_len: int, causal: bool | None, filter: str,
