@@ -109,3 +109,11 @@ def test_the_lora_recipe_trains_the_new_spectral_modules_in_full():
     changed = {n for n, p in lora.named_parameters() if not torch.equal(p, before[n])}
     assert any("filter" in n for n in changed) and any("lora_B" in n for n in changed)
     assert not any("wte" in n or "ln_f" in n for n in changed)
+
+
+def test_an_offloaded_dynamic_cache_generates_as_the_default_one():
+    model = swapped("gpt2")
+    ids = torch.randint(1, 50, (1, 8), generator=torch.Generator().manual_seed(1))
+    plain = model.generate(ids, max_new_tokens=8, do_sample=False)
+    assert torch.equal(model.generate(ids, max_new_tokens=8, do_sample=False, cache_implementation="offloaded"), plain)
+    assert torch.equal(model.generate(ids, max_new_tokens=8, do_sample=False, use_cache=False), plain)

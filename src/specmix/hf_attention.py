@@ -12,7 +12,7 @@ its own decoding state.
 
 Cached generation: HF's ``DynamicCache`` still drives ``generate`` (it counts the tokens
 seen, which sets position ids and mask sizes). Each swapped layer's entry in it is a
-:class:`~specmix.hf.cache_layer.SpectralCacheLayer`: the count of tokens seen and the
+:class:`~specmix.hf.cache_layer.MixerCacheLayer`: the count of tokens seen and the
 layer's state, the folded convolution cache of :mod:`specmix.decoding`, which it reorders
 when HF reorders its layers (beam search, ``num_return_sequences``) and refuses to crop
 (assisted decoding). A new token costs what
@@ -165,13 +165,13 @@ class HFSpectralAttention(nn.Module):
 
     def _advance(self, cache, hidden_states: torch.Tensor, state: SpectralState | None) -> None:
         """Count the new tokens in this layer of HF's cache, a
-        :class:`~specmix.hf.cache_layer.SpectralCacheLayer` that holds our state."""
-        from .hf.cache_layer import SpectralCacheLayer      # transformers is loaded: a cache came in
+        :class:`~specmix.hf.cache_layer.MixerCacheLayer` that holds our state."""
+        from .hf.cache_layer import MixerCacheLayer         # transformers is loaded: a cache came in
         while len(cache.layers) <= self.layer_idx:
-            cache.layers.append(SpectralCacheLayer())
-        if not isinstance(cache.layers[self.layer_idx], SpectralCacheLayer):
-            cache.layers[self.layer_idx] = SpectralCacheLayer()
-        cache.layers[self.layer_idx].advance(hidden_states.shape[1], state)
+            cache.layers.append(MixerCacheLayer())
+        if not isinstance(cache.layers[self.layer_idx], MixerCacheLayer):
+            cache.layers[self.layer_idx] = MixerCacheLayer()
+        cache.layers[self.layer_idx].advance(hidden_states.shape[1], state, hidden_states.shape[0])
 
 
 def replace_hf_attention(module: nn.Module, *, max_len: int, causal: bool | None, filter: str,

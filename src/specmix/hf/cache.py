@@ -1,53 +1,40 @@
 """``SpecMixCache``: every layer's decoding state of a :class:`~specmix.hf.SpecMixForCausalLM`
-in one object that Hugging Face's ``generate`` carries from step to step.
+in one Hugging Face ``Cache`` that ``generate`` carries from step to step.
 
-Each layer holds its mixer's own state (``SpectralState``: the folded convolution cache and
-the short conv's pending sums; ``AttentionState``: the KV cache), built by the mixer's
-``prefill`` and advanced by its ``step``. ``reorder_cache`` reorders every state tensor along
-the batch (beam search); what the cache cannot follow (cropping, for assisted decoding) is
-refused by name.
+Its layers are :class:`~specmix.hf.cache_layer.MixerCacheLayer` (the same layer the swapped
+modules of :func:`specmix.swap_attention` keep in HF's ``DynamicCache``): each holds its
+mixer's state, built by the mixer's ``prefill`` and advanced by its ``step``, and follows
+HF's reordering (beam search); cropping is refused by name.
 """
 from __future__ import annotations
 
-import torch
+from transformers.cache_utils import Cache
+
+from .cache_layer import MixerCacheLayer
 
 __all__ = ["SpecMixCache"]
 
 
-class SpecMixCache:
+class SpecMixCache(Cache):
     """The states of all layers after ``seen`` tokens, for up to ``max_len`` tokens in all."""
 
-    is_compileable = False
-
-    def __init__(self, states: list, seen: int, max_len: int):
-        self.states, self.seen, self.max_len = states, seen, max_len
+    def __init__(self, states: list, seen: int, max_len: int, batch: int):
+        super().__init__(layers=[MixerCacheLayer(state, seen, batch) for state in states])
+        self.max_len = max_len
 
     @property
-    def is_linear(self) -> list[bool]:
-        """One flag per layer for ``generate``: the states are not key/value lists to slice."""
-        return [True] * len(self.states)
+    def states(self) -> list:
+        return [layer.state for layer in self.layers]
 
-    def __len__(self) -> int:
-        return len(self.states)
+    @property
+    def seen(self) -> int:
+        return self.layers[0].seen
 
-    def get_seq_length(self, layer_idx: int = 0) -> int:
-        return self.seen
-
-    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        """Keep the batch rows ``beam_idx`` in that order, in every layer's state (beam search)."""
-        for state in self.states:
-            state.reorder(beam_idx.to(_device_of(state)))
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self.reorder_cache(indices)
+    def advance(self, tokens: int = 1) -> None:
+        """Every layer has taken ``tokens`` more (their states advanced in place)."""
+        for layer in self.layers:
+            layer.seen += tokens
 
     def crop(self, max_length: int) -> None:
-        raise NotImplementedError("SpecMixCache cannot be cropped (its spectral states fold the past); "
-                                  "assisted and prompt-lookup decoding are not supported")
-
-
-def _device_of(state) -> torch.device:
-    tensor = getattr(state, "keys", None)
-    if tensor is None:
-        tensor = state.conv.inputs
-    return tensor.device
+        raise ValueError("SpecMixCache cannot be cropped (its spectral states fold the past); "
+                         "assisted and prompt-lookup decoding are not supported")

@@ -1,34 +1,36 @@
-"""``SpectralCacheLayer``: one layer of Hugging Face's ``DynamicCache`` that holds a swapped
-layer's spectral decoding state.
+"""``MixerCacheLayer``: one layer of a Hugging Face cache that holds a specmix mixer's decoding
+state, used alike by :class:`~specmix.hf.SpecMixCache` (every layer of a SpecMixForCausalLM)
+and by the swapped layers of a model after :func:`specmix.swap_attention` (their entries in
+HF's own ``DynamicCache``).
 
-A model after :func:`specmix.swap_attention` generates with HF's own cache, whose layers tell
-``generate`` how many tokens were seen (position ids, mask sizes). A swapped layer's entry is
-this layer: it counts its tokens and holds the :class:`~specmix.mixers.SpectralState` of the
-mixer, no keys or values. Whatever HF does to its layers it does to the state:
-``reorder_cache`` (beam search), ``batch_repeat_interleave``, ``batch_select_indices``;
-``crop`` (assisted decoding) is refused, since the state folds the past and cannot be rewound.
+The layer counts the tokens it has seen (HF reads position ids and mask sizes from that) and
+holds the mixer's state (``SpectralState``: the folded convolution cache and the short conv's
+pending sums; ``AttentionState``: the KV cache), no keys or values of its own. Whatever HF
+does to its layers it does to the state: ``reorder_cache`` (beam search),
+``batch_repeat_interleave``, ``batch_select_indices``. ``crop`` (assisted decoding) is refused,
+since a spectral state folds the past and cannot be rewound; offloading leaves it in place.
 """
 from __future__ import annotations
 
 import torch
 from transformers.cache_utils import DynamicLayer
 
-__all__ = ["SpectralCacheLayer"]
+__all__ = ["MixerCacheLayer"]
 
 
-class SpectralCacheLayer(DynamicLayer):
-    """A cache layer with the spectral ``state`` and the number of tokens ``seen``."""
+class MixerCacheLayer(DynamicLayer):
+    """A cache layer with a mixer's ``state`` (anything with ``reorder(rows)``), the number of
+    tokens ``seen`` and the ``batch`` size."""
 
     is_croppable = False
 
-    def __init__(self, **kwargs):
+    def __init__(self, state=None, seen: int = 0, batch: int = 0, **kwargs):
         super().__init__(**kwargs)
-        self.state = None          # SpectralState; None while the prompt ran with gradients
-        self.seen = 0
+        self.state, self.seen, self.batch = state, seen, batch   # state None: the prompt ran with gradients
         self.is_initialized = True
 
     def update(self, *args, **kwargs):
-        raise TypeError("SpectralCacheLayer holds a spectral state, not keys and values")
+        raise TypeError("MixerCacheLayer holds a mixer's decoding state, not keys and values")
 
     def get_seq_length(self) -> int:
         return self.seen
@@ -36,32 +38,34 @@ class SpectralCacheLayer(DynamicLayer):
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         return self.seen + query_length, 0
 
-    def advance(self, tokens: int, state) -> None:
-        """``tokens`` more were seen; ``state`` (None after a prompt run with gradients) holds them."""
-        self.seen += tokens
-        self.state = state
+    def advance(self, tokens: int, state, batch: int) -> None:
+        """``tokens`` more were seen by ``batch`` rows; ``state`` holds them."""
+        self.seen, self.state, self.batch = self.seen + tokens, state, batch
 
-    def _rows(self, rows: torch.Tensor) -> None:
+    def _keep(self, rows: torch.Tensor) -> None:
         if self.state is not None:
             self.state.reorder(rows)
+        self.batch = int(rows.shape[0])
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        self._rows(beam_idx)
+        self._keep(beam_idx)
 
     def batch_repeat_interleave(self, repeats: int) -> None:
-        if self.state is not None:
-            batch = self.state.conv.inputs.shape[0]
-            self._rows(torch.arange(batch, device=self.state.conv.inputs.device).repeat_interleave(repeats))
+        self._keep(torch.arange(self.batch).repeat_interleave(repeats))
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if self.state is not None:
-            batch = self.state.conv.inputs.shape[0]
-            self._rows(torch.arange(batch, device=self.state.conv.inputs.device)[indices])
+        self._keep(torch.arange(self.batch)[indices])
+
+    def offload(self) -> None:
+        """The state stays where it is (it is small beside a KV cache)."""
+
+    def prefetch(self) -> None:
+        """Nothing was offloaded."""
 
     def reset(self) -> None:
         self.state, self.seen = None, 0
 
     def crop(self, tokens_to_remove: int) -> None:
-        raise ValueError("a swapped spectral layer's cache cannot be cropped (its state folds the past): "
+        raise ValueError("a specmix layer's cache cannot be cropped (a spectral state folds the past): "
                          "assisted, prompt-lookup and contrastive decoding are not supported; use greedy, "
                          "sampling or beam search")

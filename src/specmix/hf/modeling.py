@@ -108,7 +108,7 @@ class SpecMixPreTrainedModel(PreTrainedModel):
         for block in lm.blocks:
             x, state = block.prefill(x, max_len, mask)
             states.append(state)
-        return lm.norm(x), SpecMixCache(states, input_ids.shape[1], max_len)
+        return lm.norm(x), SpecMixCache(states, input_ids.shape[1], max_len, input_ids.shape[0])
 
     def _steps(self, input_ids: torch.Tensor, mask, cache: SpecMixCache) -> torch.Tensor:
         lm, out = self.model, []
@@ -120,7 +120,7 @@ class SpecMixPreTrainedModel(PreTrainedModel):
             x_t = lm.embed(input_ids[:, i: i + 1], offset=cache.seen)[:, 0]   # (B, D)
             for block, state in zip(lm.blocks, cache.states):
                 x_t = block.step(x_t, state, None if mask is None else mask[:, i])
-            cache.seen += 1
+            cache.advance(1)
             out.append(x_t)
         return torch.stack(out, dim=1)                                    # (B, N, D)
 
