@@ -115,6 +115,16 @@ def test_divergence_keeps_the_last_finite_checkpoint_which_still_samples(data, t
     assert main(["sample", "--checkpoint", str(out), "--prompt", "Fi", "--tokens", "5", "--device", "cpu"]) == 0
 
 
+def legacy_folder(finished, folder):
+    """The layout before checkpoints/: config.json and model.safetensors of step 4 in the folder
+    (each test adds its own state.pt)."""
+    folder.mkdir()
+    step = finished / "checkpoints" / "step-00000004"
+    for name in ("config.json", "model.safetensors"):
+        (folder / name).write_bytes((step / name).read_bytes())
+    return folder
+
+
 class Payload:
     """Unpickling this runs a command that leaves a marker file."""
 
@@ -128,11 +138,7 @@ class Payload:
 def test_a_crafted_pickle_in_the_folder_is_never_executed(data, finished, tmp_path, one_line_error):
     """A folder in the layout written before checkpoints/ (state.pt beside the weights) whose
     state.pt is a crafted pickle: --resume refuses it in one line without running it."""
-    legacy = tmp_path / "legacy"
-    legacy.mkdir()
-    step = finished / "checkpoints" / "step-00000004"
-    for name in ("config.json", "model.safetensors"):
-        (legacy / name).write_bytes((step / name).read_bytes())
+    legacy = legacy_folder(finished, tmp_path / "legacy")
     marker = tmp_path / "pwned"
     torch.save({"step": 4, "evil": Payload(marker)}, legacy / "state.pt")
     one_line_error(cli_args(data, legacy, "--resume"), "cannot be loaded safely")
@@ -143,11 +149,7 @@ def test_a_legacy_folder_resumes_and_is_converted(data, finished, tmp_path, read
     """The layout before checkpoints/: weights and state.pt (plain tensors and numbers, read with
     weights_only=True) beside config.json; --resume continues it into checkpoints/."""
     from specmix.app.checkpoint import load_state
-    legacy = tmp_path / "legacy"
-    legacy.mkdir()
-    step = finished / "checkpoints" / "step-00000004"
-    for name in ("config.json", "model.safetensors"):
-        (legacy / name).write_bytes((step / name).read_bytes())
+    legacy = legacy_folder(finished, tmp_path / "legacy")
     torch.save(load_state(str(finished)), legacy / "state.pt")
     assert main(cli_args(data, legacy, "--resume")) == 0
     assert not (legacy / "state.pt").exists() and (legacy / "checkpoints" / "step-00000006").is_dir()
@@ -157,11 +159,7 @@ def test_a_legacy_folder_resumes_and_is_converted(data, finished, tmp_path, read
 
 def test_legacy_weights_and_state_of_different_steps_are_refused(data, finished, tmp_path, one_line_error):
     from specmix.app.checkpoint import load_state
-    legacy = tmp_path / "mixed"
-    legacy.mkdir()
-    step = finished / "checkpoints" / "step-00000004"
-    for name in ("config.json", "model.safetensors"):
-        (legacy / name).write_bytes((step / name).read_bytes())
+    legacy = legacy_folder(finished, tmp_path / "mixed")
     torch.save(dict(load_state(str(finished)), step=2), legacy / "state.pt")
     one_line_error(cli_args(data, legacy, "--resume"), "the weights are of step 4, the training state of step 2")
 
@@ -223,11 +221,7 @@ def test_an_unwritable_out_is_a_one_line_error(data, tmp_path, monkeypatch, one_
 
 def test_a_truncated_legacy_state_is_a_one_line_error(data, finished, tmp_path, one_line_error):
     from specmix.app.checkpoint import load_state
-    legacy = tmp_path / "legacy"
-    legacy.mkdir()
-    step = finished / "checkpoints" / "step-00000004"
-    for name in ("config.json", "model.safetensors"):
-        (legacy / name).write_bytes((step / name).read_bytes())
+    legacy = legacy_folder(finished, tmp_path / "legacy")
     torch.save(load_state(str(finished)), legacy / "state.pt")
     damage(legacy / "state.pt", "truncate")
     one_line_error(cli_args(data, legacy, "--resume"), "cannot be loaded safely")

