@@ -69,6 +69,11 @@ class LMConfig:
     pos_emb: Literal["auto", "learned", "rope", "none"] = field(default="auto", metadata={
         "help": "auto (learned when any layer attends), learned, rope (rotary, inside "
                 "attention layers) or none"})
+    mlp: Literal["gelu", "relu2"] = field(default="gelu", metadata={"help": "MLP activation: gelu or relu2"})
+    logit_softcap: float | None = field(default=None, metadata={
+        "help": "logits = cap * tanh(logits / cap) (none = no cap)"})
+    zero_init_out: bool = field(default=False, metadata={
+        "help": "start the mixers' and MLPs' output projections at zero (each block starts as the identity)"})
 
     def __post_init__(self) -> None:
         if isinstance(self.mixers, str):          # "spectral,local:64" from Python or old JSON
@@ -77,6 +82,8 @@ class LMConfig:
             object.__setattr__(self, "mixers", tuple(self.mixers))
         check_fields(self, minimum={"vocab_size": 1, "d_model": 1, "n_layers": 1, "n_heads": 1,
                                     "context": 1, "head_dim": 1, "mlp_ratio": 0.0, "dropout": 0.0})
+        if self.logit_softcap is not None and self.logit_softcap <= 0:
+            raise UsageError(f"--logit-softcap must be > 0, got {self.logit_softcap}")
         if self.dropout >= 1:
             raise UsageError(f"--dropout must be < 1, got {self.dropout}")
         if len(self.mixers) not in (1, self.n_layers):
@@ -162,7 +169,8 @@ class SpecMixLM(nn.Module):
         self.pos_emb = nn.Embedding(config.context, d) if config.uses_positions() else None
         self.drop = Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(d, build_mixer(k, config), config.mlp_ratio, config.norm,
-                                          dropout=config.dropout) for k in config.mixer_kinds())
+                                          dropout=config.dropout, activation=config.mlp)
+                                    for k in config.mixer_kinds())
         self.norm = nn.LayerNorm(d) if config.norm == "layer" else nn.RMSNorm(d)
         self.head = nn.Linear(d, config.vocab_size, bias=False)
         if config.tie_embeddings:
@@ -181,7 +189,17 @@ class SpecMixLM(nn.Module):
                     nn.init.zeros_(mod.bias)
         for name, p in self.named_parameters():
             if name.endswith("out_proj.weight") or name.endswith("mlp.proj.weight"):
-                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * self.config.n_layers))
+                if self.config.zero_init_out:
+                    nn.init.zeros_(p)
+                else:
+                    nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * self.config.n_layers))
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """The head on normalised hidden states ``(..., D) -> (..., V)``, soft-capped when
+        ``logit_softcap`` is set: ``cap * tanh(logits / cap)``, inside (-cap, cap)."""
+        out = self.head(h)
+        cap = self.config.logit_softcap
+        return out if cap is None else cap * torch.tanh(out / cap)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -236,7 +254,7 @@ class SpecMixLM(nn.Module):
         if scored_only:
             scored = targets != -1                                     # (B, N)
             x, targets = x[scored], targets[scored]                    # (S, D), (S,)
-        logits = self.head(self.norm(x))                               # (B, N, V) or (S, V)
+        logits = self.logits(self.norm(x))                             # (B, N, V) or (S, V)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
@@ -258,7 +276,7 @@ class SpecMixLM(nn.Module):
         for block in self.blocks:
             x, state = block.prefill(x, self.config.context)
             states.append(state)
-        return self.head(self.norm(x[:, -1])), states
+        return self.logits(self.norm(x[:, -1])), states
 
     @torch.inference_mode()
     def step(self, token: torch.Tensor, position: int, states: list) -> torch.Tensor:
@@ -267,7 +285,7 @@ class SpecMixLM(nn.Module):
         x_t = self.embed(token[:, None], offset=position)[:, 0]          # (B, D)
         for block, state in zip(self.blocks, states):
             x_t = block.step(x_t, state)
-        return self.head(self.norm(x_t))
+        return self.logits(self.norm(x_t))
 
     def decode(self, idx: torch.Tensor, new_tokens: int, pick) -> tuple[torch.Tensor, torch.Tensor]:
         """Cached decoding: ``pick(logits (B, V)) -> (B,)`` chooses each next token.

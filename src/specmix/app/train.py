@@ -29,6 +29,7 @@ from ..validation import UsageError, check_fields
 from .checkpoint import check_same_run, config_record, find_checkpoint, load_config, load_model, load_state
 from .checkpoint_store import remove_leftovers
 from .context_parallel import ContextParallel, check_context_parallel
+from .optim import describe_groups, get_lr, make_optimizer, muon_momentum  # noqa: F401  (get_lr: tests patch it here)
 from .precision import Precision, resolve_precision
 from .run_folder import Diverged, RunFolder, check_finite_loss, check_out_folder, clear_run  # noqa: F401
 from .run_lock import RunLock
@@ -49,10 +50,18 @@ class TrainConfig:
                 "reaches this (none = never)"})
     steps: int = field(default=1000, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=32, metadata={"help": "sequences per step"})
-    lr: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW)"})
-    min_lr_ratio: float = field(default=0.1, metadata={"help": "cosine decay ends at lr * this"})
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW; Muon matches its RMS)"})
+    min_lr_ratio: float = field(default=0.1, metadata={"help": "the schedule ends at lr * this"})
     warmup: int = field(default=50, metadata={"help": "linear warmup steps"})
-    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay on matrices"})
+    schedule: Literal["cosine", "wsd"] = field(default="cosine", metadata={
+        "help": "cosine decay after warmup, or wsd: the peak until the last --cooldown of the run, then linear"})
+    cooldown: float = field(default=0.4, metadata={"help": "--schedule wsd: fraction of the run spent decaying"})
+    optimizer: Literal["adamw", "muon"] = field(default="adamw", metadata={
+        "help": "adamw, or muon: torch.optim.Muon on the hidden 2D matrices, AdamW on the rest"})
+    weight_decay: float = field(default=0.1, metadata={"help": "weight decay on matrices"})
+    filter_weight_decay: float = field(default=0.0, metadata={"help": "weight decay on filter parameters"})
+    filter_lr: float | None = field(default=None, metadata={
+        "help": "cap on the filter parameters' learning rate (none = the schedule's)"})
     grad_clip: float | None = field(default=1.0, metadata={"help": "max gradient norm (none = off)"})
     eval_every: int = field(default=100, metadata={"help": "steps between evaluations + checkpoints"})
     eval_batches: int = field(default=20, metadata={"help": "fixed batches per evaluation"})
@@ -78,14 +87,17 @@ class TrainConfig:
 
     # fields a resumed run must share with its checkpoint (the rest may change between runs)
     SAME_RUN = ("data", "task", "task_vocab", "steps", "batch_size", "lr", "min_lr_ratio", "warmup",
-                "weight_decay", "grad_clip", "eval_every", "eval_batches", "seed", "grad_accum", "kv_pairs")
+                "weight_decay", "grad_clip", "eval_every", "eval_batches", "seed", "grad_accum", "kv_pairs",
+                "schedule", "cooldown", "optimizer", "filter_weight_decay", "filter_lr")
 
     def __post_init__(self) -> None:
         check_fields(self, minimum={"task_vocab": 2, "steps": 1, "batch_size": 1, "lr": 0.0, "min_lr_ratio": 0.0,
                                     "warmup": 0, "weight_decay": 0.0, "grad_clip": 0.0, "eval_every": 1,
                                     "eval_batches": 1, "stop_at": 1, "time_limit": 0.0, "grad_accum": 1,
                                     "kv_pairs": 1, "target_acc": 0.0,
-                                    "context_parallel": 1})
+                                    "context_parallel": 1, "filter_weight_decay": 0.0, "filter_lr": 0.0})
+        if not 0.0 < self.cooldown <= 1.0:
+            raise UsageError(f"--cooldown must be in (0, 1], got {self.cooldown}")
 
     @classmethod
     def from_dict(cls, record: dict) -> "TrainConfig":
@@ -98,31 +110,6 @@ class TrainConfig:
             if values.get(name) == 0:
                 values[name] = None
         return cls(**values)
-
-
-def get_lr(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
-    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``steps`` or, with a
-    ``time_limit``, at that many seconds of training if it comes first."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    if cfg.time_limit:
-        progress = max(progress, min(1.0, elapsed_s / cfg.time_limit))
-    floor = cfg.lr * cfg.min_lr_ratio
-    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
-
-
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; weight decay only on matrices of projections and embeddings, not on filters.
-    The fused kernel on CPU and CUDA (one pass over each tensor; on CPU clip + step fell from
-    7.5 to 3.7 ms per step of the 4-layer d 128 probe)."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (decay if p.dim() >= 2 and ".filter." not in name else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters())
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99), fused=fused or None)
 
 
 @torch.no_grad()
@@ -246,6 +233,8 @@ def _validate(model_cfg: LMConfig, cfg: TrainConfig, dist: Dist) -> _Plan:
         check_same_run(saved, model_cfg, cfg, TrainConfig.SAME_RUN, cfg.out)
     check_context_parallel(model_cfg, cfg.context_parallel, cfg.compile)
     precision = resolve_precision(cfg.dtype, device)
+    if cfg.optimizer == "muon" and precision.dtype == torch.float16:
+        raise UsageError("--optimizer muon with --dtype float16 (a GradScaler) is not supported; use bfloat16")
     record = config_record(model_cfg, dataclasses.asdict(cfg), data)
     return _Plan(data, model_cfg, record, saved is not None, device, precision)
 
@@ -254,8 +243,11 @@ def _optimizer_step(run: _Run, stepper, data, cfg: TrainConfig, dist: Dist, devi
                     precision: Precision, scaler, elapsed_s: float) -> torch.Tensor:
     """One optimizer step on this rank's share of the global batch, in ``grad_accum``
     micro-batches; returns the loss over the rank's rows (the mean over scored targets)."""
+    lr = get_lr(run.step, cfg, elapsed_s)
     for group in run.opt.param_groups:
-        group["lr"] = get_lr(run.step, cfg, elapsed_s)
+        group["lr"] = lr if group.get("lr_max") is None else min(lr, group["lr_max"])
+        if "ns_steps" in group:                                         # Muon's group
+            group["momentum"] = muon_momentum(run.step)
     x, y = _local_batch(data, cfg, run, dist, device)                   # (rows, N) each
     scored = (y != IGNORE).sum()
     sparse = isinstance(data, TaskData) and not isinstance(stepper, ContextParallel)   # head where scored
@@ -358,6 +350,8 @@ def _loop(run: _Run, plan: _Plan, cfg: TrainConfig, dist: Dist, device, folder: 
     scaler, stepper = precision.scaler(), _stepper(run, cfg, dist, device)
     end = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
     bar = tqdm(total=end, initial=run.step, disable=not (progress and dist.main), desc="train")
+    if dist.main:
+        bar.write(f"optimizer {cfg.optimizer}, schedule {cfg.schedule}, peak lr {cfg.lr:g}:\n{describe_groups(run.opt)}")
     if dist.context > 1 and dist.main:
         bar.write(f"context parallel: {dist.context} processes per sequence of {run.model.config.context}, "
                   f"{dist.data_world} data-parallel group(s)")

@@ -211,7 +211,7 @@ class SpecMixForCausalLM(SpecMixPreTrainedModel, GenerationMixin):
         hidden, cache = self._hidden(input_ids, attention_mask, cache, bool(use_cache), decode_len)
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
-        logits = self.model.head(hidden)                                  # (B, N, V)
+        logits = self.model.logits(hidden)                                # (B, N, V)
         loss = None
         if labels is not None:
             loss = _shifted_loss(logits, labels, num_items_in_batch)
