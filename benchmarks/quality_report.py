@@ -32,6 +32,8 @@ def summarize(run: pathlib.Path) -> dict:
     from specmix.model import LMConfig, SpecMixLM
     params = SpecMixLM(LMConfig.from_dict(m)).num_params()
     return {"run": run.name, "mixers": m["mixers"], "filter": m.get("filter"), "pos_emb": m.get("pos_emb"),
+            "shape": f"{m['n_layers']} x {m['d_model']}", "optimizer": t.get("optimizer", "adamw"),
+            "schedule": t.get("schedule", "cosine"), "lr": t["lr"],
             "params": params, "best_val": best["val_loss"],
             "best_step": best["step"], "best_minutes": best["elapsed_s"] / 60, "final_val": rows[-1]["val_loss"],
             "final_train": rows[-1]["train_loss"], "minutes": rows[-1]["elapsed_s"] / 60,

@@ -13,7 +13,12 @@ R=${R:-benchmarks/results/quality-search}
 COMMON=(--context 256 --batch-size 32 --lr 2e-3 --min-lr-ratio 0.1 --warmup 100 --weight-decay 0.1
         --dtype bfloat16 --steps 1000000 --eval-every 100 --eval-batches 16 --device cpu
         --time-limit $((MINUTES * 60)))
+# later flags win: a recipe may override COMMON's (e.g. --lr)
 declare -A RECIPES=(
+  [muon-deep]="--mixers spectral-gated --filter implicit --n-layers 6 --d-model 128 --dropout 0.2 --optimizer muon --schedule wsd --cooldown 0.5"
+  [muon-deep-lr1e-3]="--mixers spectral-gated --filter implicit --n-layers 6 --d-model 128 --dropout 0.2 --optimizer muon --schedule wsd --cooldown 0.5 --lr 1e-3"
+  [adamw-deep]="--mixers spectral-gated --filter implicit --n-layers 6 --d-model 128 --dropout 0.2 --lr 1e-3"
+  [muon-implicit]="--mixers spectral-gated --filter implicit --n-layers 4 --d-model 256 --dropout 0.25 --optimizer muon --schedule wsd --cooldown 0.5"
   [gated]="--mixers spectral-gated --n-layers 4 --d-model 256 --dropout 0.25"
   [implicit]="--mixers spectral-gated --filter implicit --n-layers 4 --d-model 256 --dropout 0.25"
   [hybrid]="--mixers spectral-gated,spectral-gated,attention,spectral-gated --n-layers 4 --d-model 256 --n-heads 4 --dropout 0.25"
@@ -22,6 +27,6 @@ declare -A RECIPES=(
 )
 for name in ${ONLY:-gated implicit hybrid wide attention}; do
   # shellcheck disable=SC2086
-  $PY -m specmix train --overwrite --data "$DATA" ${RECIPES[$name]} "${COMMON[@]}" --out $R/$name
+  $PY -m specmix train --overwrite --data "$DATA" "${COMMON[@]}" ${RECIPES[$name]} --out $R/$name
 done
 $PY benchmarks/quality_report.py $R

@@ -208,6 +208,8 @@ def _recipe_detail(run: dict) -> str:
         parts.append(f"{run['filter']} filter")
     if any(k.startswith(("attention", "local")) for k in kinds) and run.get("pos_emb") not in (None, "auto"):
         parts.append(f"{run['pos_emb']} positions")
+    if "shape" in run:                    # runs that recorded their shape and optimizer
+        parts.append(f"{run['shape']}, {run['optimizer']} {run['schedule']} lr {run['lr']:g}")
     return f" ({', '.join(parts)})" if parts else ""
 
 
