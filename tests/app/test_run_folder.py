@@ -227,3 +227,20 @@ def test_a_truncated_legacy_state_is_a_one_line_error(data, finished, tmp_path, 
     one_line_error(cli_args(data, legacy, "--resume"), "cannot be loaded safely")
     damage(legacy / "model.safetensors", "truncate")
     one_line_error(["sample", "--checkpoint", str(legacy), "--device", "cpu"], "does not load")
+
+
+def test_resuming_past_a_damaged_newest_checkpoint_writes_it_again(data, tmp_path, read_metrics, capsys):
+    """Damaged step 4 (of a run stopped there): --resume starts from step 2, and step 4 is
+    written again when the run gets there; the losses equal an uninterrupted run's."""
+    from specmix.app.checkpoint import find_checkpoint
+    out = tmp_path / "run"
+    assert main(cli_args(data, out, "--stop-at", "4")) == 0
+    damage(out / "checkpoints" / "step-00000004" / "model.safetensors", "bitflip")
+    assert main(cli_args(data, out, "--resume")) == 0
+    assert "using the previous complete checkpoint (step 2)" in capsys.readouterr().err
+    assert find_checkpoint(str(out)).step == 6
+    from specmix.app.checkpoint_store import verify
+    assert verify(str(out / "checkpoints" / "step-00000004")).step == 4 or \
+        not (out / "checkpoints" / "step-00000004").exists()
+    assert main(cli_args(data, tmp_path / "full")) == 0
+    assert [r["val_loss"] for r in read_metrics(out)] == [r["val_loss"] for r in read_metrics(tmp_path / "full")]

@@ -97,7 +97,16 @@ def find_checkpoint(out: str, which: str = "last") -> Checkpoint:
         best = read_best(out) if which == "best" else None
         if best is None:
             return _latest(out)
-        return verify(os.path.join(out, "checkpoints", f"step-{best['step']:08d}"))
+        try:
+            return verify(os.path.join(out, "checkpoints", f"step-{best['step']:08d}"))
+        except CheckpointError as err:
+            damaged = str(err)
+        try:
+            found = _latest(out)
+        except CheckpointError as err:
+            raise CheckpointError(f"{damaged}; {err}") from None
+        _warn(f"{damaged}; using the last complete checkpoint (step {found.step}) instead of the best")
+        return found
     legacy_best = os.path.join(out, "best")
     if which == "best" and os.path.isfile(os.path.join(legacy_best, "model.safetensors")):
         return Checkpoint(legacy_best, -1)

@@ -22,7 +22,7 @@ import torch
 from ..io import atomic_write_text
 from ..validation import Diverged, UsageError
 from . import checkpoint_store as store
-from .checkpoint import LEGACY_FILES, holds_checkpoint, save_checkpoint
+from .checkpoint import LEGACY_FILES, find_checkpoint, holds_checkpoint, save_checkpoint
 from .checkpoint_store import ROOT, prune, read_best, step_folders, write_best
 from .plots import optional_plot
 from .run_lock import FolderLocked, lock_holder
@@ -79,10 +79,10 @@ def _all_finite(model: torch.nn.Module) -> bool:
 class RunFolder:
     """Rank 0's writer of one run's checkpoints in ``out``; ``record`` is its config.json."""
 
-    def __init__(self, out: str, record: dict):
-        self.out, self.record = out, record
-        folders = step_folders(out)
-        self.saved_step = folders[-1][0] if folders else None
+    def __init__(self, out: str, record: dict, saved_step: int | None):
+        """``saved_step``: the step of the verified checkpoint a resumed run started from (a
+        damaged newer folder is written again when the run reaches its step)."""
+        self.out, self.record, self.saved_step = out, record, saved_step
 
     def last_saved(self) -> str:
         """Where the last finite weights are, for messages."""
@@ -119,8 +119,7 @@ class RunFolder:
         exported = bool(committed) and _hf_available()
         if exported:                      # the top level as a Hugging Face folder (specmix.hf.run_dir)
             from ..hf.run_dir import write_hf_files
-            source = best["step"] if best else max(committed)
-            write_hf_files(self.out, self.record, store.step_dir(self.out, source))
+            write_hf_files(self.out, self.record, find_checkpoint(self.out, "best").path)
         elif committed:                   # (a legacy folder keeps its config.json until then)
             atomic_write_text(os.path.join(self.out, "config.json"), json.dumps(self.record, indent=2) + "\n")
         if committed:                     # a legacy layout, now converted

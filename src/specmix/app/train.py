@@ -315,12 +315,11 @@ def train(model_cfg: LMConfig, cfg: TrainConfig, progress: bool = True) -> list[
     dist = Dist.from_env(cfg.context_parallel)
     plan = _validate(model_cfg, cfg, dist)
     with RunLock(cfg.out) if dist.main else contextlib.nullcontext():
-        folder = None
         if dist.main:
             clear_run(cfg.out) if cfg.overwrite else remove_leftovers(cfg.out)
-            folder = RunFolder(cfg.out, plan.record)
         device = dist.join(plan.device) if dist.world > 1 else plan.device
         run = _setup(plan.model_cfg, cfg, plan.resumed, device)
+        folder = RunFolder(cfg.out, plan.record, run.step if plan.resumed else None) if dist.main else None
         if folder is not None and plan.resumed:
             folder.publish(run.metrics)                 # finish what a crash may have cut short
         try:
