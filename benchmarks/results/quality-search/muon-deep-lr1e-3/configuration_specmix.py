@@ -1,0 +1,1 @@
+from specmix.hf.configuration import SpecMixConfig  # noqa: F401

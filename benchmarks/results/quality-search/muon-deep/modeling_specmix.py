@@ -1,0 +1,1 @@
+from specmix.hf.modeling import SpecMixForCausalLM, SpecMixModel  # noqa: F401
