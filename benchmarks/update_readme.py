@@ -293,6 +293,7 @@ SECTIONS = {
     "quality": _quality("quality", "shakespeare"),
     "quality-stdlib": _quality("quality", "stdlib"),
     "quality-search": _quality("quality-search", None),
+    "quality-round2": _quality("quality-round2", "shakespeare"),
     "context-parallel": _json_section("context-parallel/context.json",
                                       "specmix.app.bench.context.format_context"),
     "mqar": _json_section("mqar/mqar.json", "specmix.app.bench.mqar.format_mqar"),
