@@ -51,6 +51,18 @@ def _row_quality(load) -> list[str] | None:
             "[benchmarks](docs/benchmarks.md#quality-in-30-cpu-minutes)"]
 
 
+def _row_quality_round2(load) -> list[str] | None:
+    report = load("quality-round2/quality.json")
+    if not report:
+        return None
+    runs = {r["run"].split("-", 1)[1]: r for r in report["runs"]}
+    missing = [k for k in ("spectral", "attention") if k not in runs]
+    return ["tiny Shakespeare, 30 CPU minutes, Muon + WSD, 6 x 128 (bf16)",
+            ", ".join(f"{k} best val {r['best_val']:.4f} ({r['params'] / 1e6:.2f}M params)" for k, r in runs.items())
+            + (f" ({', '.join(missing)} not run yet)" if missing else ""),
+            "[benchmarks](docs/benchmarks.md#second-round-muon-warmup-stable-decay-deeper-and-thinner)"]
+
+
 def _row_recall(load) -> list[str] | None:
     recall = load("recall/compare.json")
     if not recall:
@@ -113,7 +125,7 @@ def _row_hf_gpt2(load) -> list[str] | None:
             "[Hugging Face](docs/huggingface.md)"]
 
 
-HEADLINE_ROWS = (_row_scaling, _row_lm_step, _row_quality, _row_recall, _row_mqar, _row_decode,
+HEADLINE_ROWS = (_row_scaling, _row_lm_step, _row_quality, _row_quality_round2, _row_recall, _row_mqar, _row_decode,
                  _row_context_parallel, _row_lm_eval, _row_hf_gpt2)
 
 

@@ -1,1 +1,0 @@
-from specmix.hf.configuration import SpecMixConfig  # noqa: F401

@@ -1,1 +1,0 @@
-from specmix.hf.modeling import SpecMixForCausalLM, SpecMixModel  # noqa: F401
