@@ -59,7 +59,7 @@ def _row_quality_round2(load) -> list[str] | None:
     missing = [k for k in ("spectral", "attention") if k not in runs]
     return ["tiny Shakespeare, 30 CPU minutes, Muon + WSD, 6 x 128 (bf16)",
             ", ".join(f"{k} best val {r['best_val']:.4f} ({r['params'] / 1e6:.2f}M params)" for k, r in runs.items())
-            + (f" ({', '.join(missing)} not run yet)" if missing else ""),
+            + (f" ({', '.join(missing)} not run yet)" if missing else " (attention: the spectral recipe, not its own)"),
             "[benchmarks](docs/benchmarks.md#second-round-muon-warmup-stable-decay-deeper-and-thinner)"]
 
 
