@@ -15,12 +15,13 @@ import torch
 from torch import nn
 
 from .functional import fft_conv_len, fft_conv_rows_cf, next_fast_len
+from .traceable import tracing
 
 __all__ = ["FrequencyFilter", "ImplicitFilter", "decaying_kernel"]
 
 
 def _check_seq_len(seq_len: int, name: str = "seq_len") -> int:
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+    if isinstance(seq_len, bool) or not isinstance(seq_len, (int, torch.SymInt)) or seq_len < 1:
         raise ValueError(f"{name} must be an int >= 1, got {seq_len!r}")
     return seq_len
 
@@ -73,7 +74,7 @@ class _KernelFilter(nn.Module):
         counters (fused optimizers, in-place ops on ``p.data``) happen in training, and every
         ``train()``/``eval()`` call empties the cache.
         """
-        if torch.is_grad_enabled() or self.training:
+        if torch.is_grad_enabled() or self.training or tracing():   # traced: no Python cache
             return self.kernel(seq_len), None
         params = tuple(self.parameters())
         key = (seq_len, tuple(p._version for p in params), tuple(p.data_ptr() for p in params))
@@ -153,10 +154,11 @@ class FrequencyFilter(_KernelFilter):
             response = response.float()
         resp = torch.view_as_complex(response.contiguous())             # (C, F) complex
         circ = torch.fft.irfft(resp, n=self.n_grid)                      # (C, n_grid) lag m at m
-        if self.causal:
-            return circ[:, :seq_len]                                     # (C, N) lags 0..N-1
-        ahead = circ[:, self.n_grid - (seq_len - 1):]                    # lags -(N-1)..-1
-        return torch.cat([ahead, circ[:, :seq_len]], dim=-1)             # (C, 2N-1) centred
+        # lag m sits at position m mod n_grid; gathered (not sliced), so that a traced length
+        # N needs no guard N != n_grid (a slice's contiguity check would add one)
+        first = 0 if self.causal else -(seq_len - 1)
+        lags = torch.arange(first, seq_len, device=circ.device)          # (L,)
+        return circ.index_select(1, lags.remainder(self.n_grid))         # (C, L): N causal, 2N-1
 
     def convolve(self, x_t: torch.Tensor, causal: bool | None = None) -> torch.Tensor:
         """``fft_conv_cf(x_t, kernel(N))`` for ``x_t (..., D, N)``, fused: each channel chunk

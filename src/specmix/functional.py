@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from .attention_ops import attention_core, local_attention, rotary, sliding_window_mask  # noqa: F401
 from .fft_plan import channel_chunks, conv_plan, fft_conv_len, next_fast_len  # noqa: F401
+from .traceable import traced_fft_conv_cf, tracing
 
 
 __all__ = [
@@ -114,6 +115,8 @@ def add_channel_bias(u: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     if u.dim() != 3 or bias.shape != (u.shape[1],):
         raise ValueError(f"add_channel_bias: expected u (B, C, N) and bias (C,), got u {tuple(u.shape)}, "
                          f"bias {tuple(bias.shape)}")
+    if tracing():                   # compile / export trace no in-place Function
+        return u + bias.to(u.dtype)[:, None]
     return _AddChannelBias.apply(u, bias)
 
 
@@ -293,6 +296,9 @@ def fft_conv_cf(x_t: torch.Tensor, k: torch.Tensor, *, causal: bool = True,
     dtype = _compute_dtype(x_t, k)
     in_dtype = x_t.dtype
     x_t, k = (t if t.dtype == dtype else t.to(dtype) for t in (x_t, k))
+    if tracing():                   # compile / export: one graph for every length
+        y = traced_fft_conv_cf(x_t, k, causal)                             # (..., D, N)
+        return y if y.dtype == in_dtype else y.to(in_dtype)
     n_fft, start, wrap = conv_plan(x_t.shape[-1], k.shape[-1], causal, k_f is not None)
     if torch.is_grad_enabled() and (x_t.requires_grad or k.requires_grad):
         y = _FFTConv.apply(x_t, k, k_f, n_fft, start, wrap, None)         # (..., D, N)
@@ -312,6 +318,8 @@ def fft_conv_rows_cf(x_t: torch.Tensor, rows, params: tuple[torch.Tensor, ...], 
         raise ValueError(f"fft_conv_rows_cf: every parameter needs dim 0 = D = {x_t.shape[-2]}, got "
                          f"{[tuple(p.shape) for p in params]}")
     dtype = _compute_dtype(x_t, *params)
+    if tracing():                   # compile / export: no chunks, autograd through the kernel
+        return fft_conv_cf(x_t, rows(*params), causal=causal)
     n_fft, start, wrap = conv_plan(x_t.shape[-1], n_taps, causal, False)
     if len(channel_chunks(x_t, n_fft, training=True)) == 1:   # one chunk: fusing saves nothing
         return fft_conv_cf(x_t, rows(*params), causal=causal)

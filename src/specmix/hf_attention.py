@@ -117,16 +117,27 @@ class HFSpectralAttention(nn.Module):
         cache = self._self_attention_cache(cache if cache is not None else past_key_values)
         if cache is None or not self.is_causal:
             return self.mixer(hidden_states, mask), None
+        if torch.is_grad_enabled() and cache.get_seq_length(self.layer_idx) == 0:
+            y = self.mixer(hidden_states, mask)          # a prompt with gradients: no state kept
+            self._advance(cache, hidden_states, None)
+            return y, None
+        return self._decode(hidden_states, mask, cache), None
+
+    # The decoding path runs eagerly even inside torch.compile: the folded state's Python
+    # bookkeeping (positions, fold points) would pin a traced graph to one position, so
+    # every generated token would compile a new graph. The layers around it stay compiled.
+    @torch.compiler.disable
+    def _decode(self, hidden_states: torch.Tensor, mask: torch.Tensor | None, cache) -> torch.Tensor:
+        """The prompt's prefill (no state yet) or the next tokens' steps: ``(B, N, D)``."""
         seen = cache.get_seq_length(self.layer_idx)
         if seen == 0:
-            y, state = (self.mixer(hidden_states, mask), None) if torch.is_grad_enabled() else \
-                self.mixer.prefill(hidden_states, self.max_len, mask)
+            y, state = self.mixer.prefill(hidden_states, self.max_len, mask)
         else:
             state = self._continue(cache, seen)
             y = torch.stack([self.mixer.step(hidden_states[:, i], state, None if mask is None else mask[:, i])
-                             for i in range(n)], dim=1)                      # (B, N, D)
+                             for i in range(hidden_states.shape[1])], dim=1)   # (B, N, D)
         self._advance(cache, hidden_states, state)
-        return y, None
+        return y
 
     # ------------------------------------------------------------------ helpers
     def _check_call(self, args, encoder_hidden_states, kwargs) -> None:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .traceable import tracing
+
 __all__ = ["short_conv", "ShortConvCache", "short_conv_ref"]
 
 
@@ -78,6 +80,8 @@ def short_conv(u: torch.Tensor, taps: torch.Tensor, lookback: int) -> torch.Tens
     """Depthwise short convolution of ``u (B, C, N)`` with ``taps (C, K)`` (any dtype: the
     taps are cast to ``u``'s), tap ``j`` at lag ``lookback - j``: ``(B, C, N)``."""
     _check(u, taps, lookback)
+    if tracing():                   # compile / export: the out-of-place twin, any length
+        return short_conv_ref(u, taps, lookback)
     return _ShortConv.apply(u, taps, lookback)
 
 

@@ -89,3 +89,25 @@ def test_sample_zero_tokens_prints_the_prompt(data, tmp_path, capsys):
 def test_eval_lengths_out_must_be_a_file(data, tmp_path, one_line_error):
     one_line_error(["eval-lengths", "--checkpoint", str(tmp_path), "--out", str(tmp_path)],
                    f"--out {tmp_path} is a folder; give the JSON file to write")
+
+
+def test_export_writes_an_onnx_file_that_runs_at_any_length(data, tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+    import numpy as np
+    import torch
+
+    from specmix.app.checkpoint import load_model
+    out = tmp_path / "run"
+    assert main(tiny_train(data, out)) == 0
+    capsys.readouterr()
+    assert main(["export", "--checkpoint", str(out), "--weights", "last"]) == 0
+    report = capsys.readouterr().out
+    assert f"wrote {out}/model.onnx" in report and report.count("onnxruntime vs PyTorch at N=") == 3
+    model = load_model(str(out), which="last")[0].eval()
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    for n in (3, 16):
+        idx = torch.randint(0, model.config.vocab_size, (1, n))
+        with torch.no_grad():
+            expected = model(idx)[0].numpy()
+        np.testing.assert_allclose(session.run(None, {"input": idx.numpy()})[0], expected, rtol=1e-4, atol=1e-5)
+    assert not list(out.glob("*.partial"))

@@ -138,6 +138,17 @@ def _eval_lengths(ns) -> int:
     return 0
 
 
+def _export_args(p):
+    from .export_run import ExportConfig
+    add_config_args(p, ExportConfig)
+
+
+def _export(ns) -> int:
+    from .export_run import ExportConfig, export_run
+    print(export_run(config_from_args(ExportConfig, ns)))
+    return 0
+
+
 @dataclass(frozen=True)
 class Command:
     help: str
@@ -171,6 +182,7 @@ COMMANDS = {
     "train": Command("train a spectral / attention / hybrid LM", _train_args, _train),
     "compare": Command("train several mixer stacks with the same budget", _compare_args, _compare),
     "sample": Command("generate text from a checkpoint", _sample_args, _sample),
+    "export": Command("write the ONNX file of a trained run (dynamic batch and length)", _export_args, _export),
     "eval-lengths": Command("val loss of a checkpoint at longer contexts than trained",
                             _eval_lengths_args, _eval_lengths),
     "bench-decode": _report_command("cached generation speed after long prompts", ".bench.decode",
