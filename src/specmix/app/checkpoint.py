@@ -43,11 +43,12 @@ def config_record(model_cfg: LMConfig, train_record: dict, data) -> dict:
     return dict(record, tokenizer=data.tokenizer.to_dict())
 
 
-def save_checkpoint(out: str, record: dict, model, opt, rng: np.random.Generator, step: int,
+def save_checkpoint(out: str, record: dict, model, opt_state: dict, rng: np.random.Generator, step: int,
                     metrics: list) -> Checkpoint:
-    """Write the checkpoint of ``step`` as one unit; returns it once committed."""
+    """Write the checkpoint of ``step`` as one unit (``opt_state``: the optimizer's
+    ``state_dict()``); returns it once committed."""
     from safetensors.torch import save_model
-    state = {"step": step, "optimizer": opt.state_dict(), "data_rng": rng.bit_generator.state,
+    state = {"step": step, "optimizer": opt_state, "data_rng": rng.bit_generator.state,
              "torch_rng": torch.get_rng_state(), "metrics": metrics}
 
     def write_config(path):

@@ -75,7 +75,7 @@ def _train(ns) -> int:
     from .train import TrainConfig, train
     model_cfg, train_cfg = config_from_args(LMConfig, ns), config_from_args(TrainConfig, ns)
     metrics = train(model_cfg, train_cfg)
-    if metrics:
+    if metrics and os.environ.get("RANK", "0") == "0":            # under torchrun, rank 0 reports
         last = metrics[-1]
         acc = f"  val answer acc {last['val_answer_acc']:.3f}" if "val_answer_acc" in last else \
             (f"  val scored acc {last['val_scored_acc']:.3f}" if "val_scored_acc" in last else "")

@@ -90,14 +90,15 @@ class RunFolder:
             return "no checkpoint was written"
         return f"the last checkpoint (step {self.saved_step}) in {self.out} holds finite weights"
 
-    def save(self, model, opt, rng, step: int, metrics: list[dict]) -> None:
-        """Commit the checkpoint of ``step`` (once per step), then publish it."""
+    def save(self, model, opt_state: dict, rng, step: int, metrics: list[dict]) -> None:
+        """Commit the checkpoint of ``step`` (once per step), then publish it; ``opt_state`` is
+        the optimizer's ``state_dict()``."""
         if step == self.saved_step:
             return
         if not _all_finite(model):
             raise Diverged(f"the weights are not finite at step {step}: the run diverged (the learning "
                            f"rate is the likely cause); nothing was saved, {self.last_saved()}")
-        save_checkpoint(self.out, self.record, model, opt, rng, step, metrics)
+        save_checkpoint(self.out, self.record, model, opt_state, rng, step, metrics)
         self.saved_step = step
         self.publish(metrics)
 

@@ -27,7 +27,9 @@ from ..model import LMConfig, SpecMixLM
 from ..validation import UsageError, check_fields
 from .checkpoint import check_same_run, config_record, find_checkpoint, load_config, load_model, load_state
 from .checkpoint_store import remove_leftovers
+from . import fsdp
 from .context_parallel import ContextParallel, check_context_parallel
+from .evaluate import evaluate
 from .optim import describe_groups, get_lr, make_optimizer, muon_momentum  # noqa: F401  (get_lr: tests patch it here)
 from .precision import Precision, resolve_precision
 from .run_folder import Diverged, RunFolder, check_finite_loss, check_out_folder, clear_run  # noqa: F401
@@ -83,6 +85,9 @@ class TrainConfig:
     context_parallel: int = field(default=1, metadata={
         "help": "processes that share each sequence (spectral layers only; under torchrun, "
                 "world = data-parallel groups x this)"})
+    fsdp: bool = field(default=False, metadata={
+        "help": "under torchrun: shard parameters, gradients and optimizer states over the processes "
+                "(FSDP2 per block; checkpoints hold full tensors)"})
 
     # fields a resumed run must share with its checkpoint (the rest may change between runs)
     SAME_RUN = ("data", "task", "task_vocab", "steps", "batch_size", "lr", "min_lr_ratio", "warmup",
@@ -111,48 +116,6 @@ class TrainConfig:
         return cls(**values)
 
 
-@torch.no_grad()
-def evaluate(model: SpecMixLM, data, split: str, cfg: TrainConfig, device,
-             sharded: ContextParallel | None = None) -> dict[str, float]:
-    """Mean loss over ``eval_batches`` fixed batches (the same at every evaluation).
-
-    For a synthetic task also ``scored_acc`` (every scored position) and, for recall and
-    copy, ``answer_acc`` (the last position: the final query's answer). With ``sharded``
-    (context parallelism) each rank scores its slice and the counts are summed over the group.
-    """
-    rng = np.random.default_rng(cfg.seed + (1 if split == "train" else 2))
-    task = isinstance(data, TaskData)
-    answers = task and data.spec.name != "mqar"
-    was_training = model.training
-    model.eval()
-    losses, answer_hits, hits, scored = [], 0, 0, 0
-    sparse = task and not answers and sharded is None     # mqar: the head only where scored
-    for _ in range(cfg.eval_batches):
-        x, y = data.batch(split, cfg.batch_size, model.config.context, rng, device)
-        if sparse:
-            logits, loss = model(x, y, scored_only=True)               # (S, V)
-            losses.append(loss)
-            hits, scored = hits + int((logits.argmax(-1) == y[y != IGNORE]).sum()), scored + logits.shape[0]
-            continue
-        logits, loss = model(x, y) if sharded is None else sharded(x, y)
-        losses.append(loss if sharded is None else sharded.reduce(loss))
-        if sharded is not None:
-            y = sharded.part(y)                                        # this rank's slice
-        if task:
-            guess, keep = logits.argmax(-1), y != IGNORE               # (B, N) each
-            last = sharded is None or sharded.last
-            counts = torch.stack([(guess[:, -1] == y[:, -1]).sum() * last, (guess == y)[keep].sum(), keep.sum()])
-            counts = counts if sharded is None else sharded.reduce(counts)
-            answer_hits, hits, scored = answer_hits + int(counts[0]), hits + int(counts[1]), scored + int(counts[2])
-    model.train(was_training)
-    out = {"loss": float(np.mean([float(loss) for loss in losses]))}
-    if task:
-        out.update(scored_acc=hits / scored)
-    if answers:
-        out.update(answer_acc=answer_hits / (cfg.eval_batches * cfg.batch_size))
-    return out
-
-
 # ----------------------------------------------------------------------------- the loop
 @dataclass
 class _Run:
@@ -169,10 +132,12 @@ def _setup(model_cfg: LMConfig, cfg: TrainConfig, resumed: bool, device) -> _Run
     torch.manual_seed(cfg.seed)
     found = find_checkpoint(cfg.out).path if resumed else None     # verified once, read twice
     model = load_model(found, device)[0] if resumed else SpecMixLM(model_cfg).to(device)
+    model = fsdp.shard_model(model, device) if cfg.fsdp else model    # before the optimizer sees it
     run = _Run(model, make_optimizer(model, cfg), np.random.default_rng(cfg.seed), 0, [])
     if resumed:
         state = load_state(found)
-        run.opt.load_state_dict(state["optimizer"])
+        saved = state["optimizer"]
+        run.opt.load_state_dict(fsdp.shard_optimizer_state(run.opt, saved) if cfg.fsdp else saved)
         run.rng.bit_generator.state = state["data_rng"]
         torch.set_rng_state(state["torch_rng"])
         run.step, run.metrics = state["step"], state["metrics"]
@@ -231,6 +196,8 @@ def _validate(model_cfg: LMConfig, cfg: TrainConfig, dist: Dist) -> _Plan:
     if saved:
         check_same_run(saved, model_cfg, cfg, TrainConfig.SAME_RUN, cfg.out)
     check_context_parallel(model_cfg, cfg.context_parallel, cfg.compile)
+    if cfg.fsdp:
+        fsdp.check_fsdp(dist.world, cfg.context_parallel, cfg.optimizer)
     precision = resolve_precision(cfg.dtype, device)
     if cfg.optimizer == "muon" and precision.dtype == torch.float16:
         raise UsageError("--optimizer muon with --dtype float16 (a GradScaler) is not supported; use bfloat16")
@@ -253,6 +220,8 @@ def _optimizer_step(run: _Run, stepper, data, cfg: TrainConfig, dist: Dist, devi
     total = torch.zeros((), device=device)
     for i, (xm, ym) in enumerate(zip(x.chunk(cfg.grad_accum), y.chunk(cfg.grad_accum))):
         last = i == cfg.grad_accum - 1
+        if cfg.fsdp:                                    # reduce-scatter after the last micro-batch only
+            run.model.set_requires_gradient_sync(last)
         with (stepper.no_sync() if hasattr(stepper, "no_sync") and not last else contextlib.nullcontext()), \
                 precision.autocast():
             _, loss = stepper(xm, ym) if not sparse else stepper(xm, ym, scored_only=True)
@@ -288,7 +257,7 @@ def _stepper(run: _Run, cfg: TrainConfig, dist: Dist, device):
     if dist.context > 1:
         return ContextParallel(run.model, dist.context_shard())
     stepper = torch.compile(run.model) if cfg.compile else run.model
-    if dist.world > 1:
+    if dist.world > 1 and not cfg.fsdp:
         from torch.nn.parallel import DistributedDataParallel
         stepper = DistributedDataParallel(stepper, device_ids=[device] if device.type == "cuda" else None)
     return stepper
@@ -340,6 +309,27 @@ def _check_step_loss(loss: torch.Tensor, run: _Run, cfg: TrainConfig, dist: Dist
     return value
 
 
+def _saver(run: _Run, folder: RunFolder | None, cfg: TrainConfig, resumed: bool):
+    """``save()``, called by every rank: commit the checkpoint of the current step (rank 0
+    writes; once per step). Sharded, every process gathers the full tensors first (the
+    same collectives everywhere) and rank 0 writes them through a plain copy of the model."""
+    if not cfg.fsdp:
+        return (lambda: folder.save(run.model, run.opt.state_dict(), run.rng, run.step, run.metrics)) \
+            if folder is not None else (lambda: None)
+    plain = SpecMixLM(run.model.config) if folder is not None else None
+    saved = [run.step if resumed else None]                             # known alike on every rank
+
+    def save():
+        if saved[0] == run.step:
+            return
+        weights, opt_state = fsdp.full_model_state(run.model), fsdp.full_optimizer_state(run.opt)
+        if folder is not None:
+            plain.load_state_dict(weights)
+            folder.save(plain, opt_state, run.rng, run.step, run.metrics)
+        saved[0] = run.step
+    return save
+
+
 def _loop(run: _Run, plan: _Plan, cfg: TrainConfig, dist: Dist, device, folder: RunFolder | None,
           progress: bool) -> list[dict]:
     from tqdm.auto import tqdm
@@ -356,8 +346,7 @@ def _loop(run: _Run, plan: _Plan, cfg: TrainConfig, dist: Dist, device, folder: 
     tick, tokens, t0 = time.perf_counter(), 0, time.perf_counter()
     elapsed0 = run.metrics[-1]["elapsed_s"] if run.metrics else 0.0
     elapsed = lambda: elapsed0 + time.perf_counter() - t0                      # noqa: E731
-    save = (lambda: folder.save(run.model, run.opt, run.rng, run.step, run.metrics)) \
-        if folder is not None else (lambda: None)
+    save = _saver(run, folder, cfg, plan.resumed)
     try:
         while run.step < end:
             loss = _optimizer_step(run, stepper, data, cfg, dist, device, precision, scaler, elapsed())
@@ -372,7 +361,7 @@ def _loop(run: _Run, plan: _Plan, cfg: TrainConfig, dist: Dist, device, folder: 
                     check_finite_loss(row[f"{split}_loss"], f"the {split} loss", run.step, cfg.lr, folder)
                 if dist.main:
                     _report(row, bar)
-                    save()
+                save()
                 tick, tokens = time.perf_counter(), 0
             if out_of_time:
                 bar.write(f"time limit: {cfg.time_limit:.0f} s reached at step {run.step}")

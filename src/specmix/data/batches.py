@@ -51,7 +51,7 @@ class TaskData:
     """A synthetic task (:mod:`specmix.tasks`) behind TokenData's ``batch`` interface.
 
     ``train`` batches come from the run's data generator; ``val`` batches from the fixed
-    held-out generator that :func:`specmix.app.train.evaluate` seeds anew at every evaluation.
+    held-out generator that :func:`specmix.app.evaluate.evaluate` seeds anew at every evaluation.
     """
 
     spec: TaskSpec
