@@ -296,6 +296,7 @@ SECTIONS = {
     "quality-round2": _quality("quality-round2", "shakespeare"),
     "context-parallel": _json_section("context-parallel/context.json",
                                       "specmix.app.bench.context.format_context"),
+    "compile": _json_section("compile/compile.json", "compile_export.format_compile"),
     "mqar": _json_section("mqar/mqar.json", "specmix.app.bench.mqar.format_mqar"),
     "mqar-full": _json_section("mqar-full/mqar.json", "specmix.app.bench.mqar.format_mqar"),
 }

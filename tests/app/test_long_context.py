@@ -1,6 +1,9 @@
 """Long-context tooling: task training, length evaluation, the lm sweep and decode speed."""
 import json
 
+import numpy as np
+import torch
+
 import pytest
 
 from specmix.app.cli import main
@@ -117,6 +120,30 @@ def test_bench_decode_writes_rows(tmp_path, capsys, one_line_error):
     text = capsys.readouterr().out
     assert "spectral-gated tok/s" in text and "spectral-gated speed-up over attention" in text
     one_line_error(["bench-decode", "--prompts", "0"], "--prompts")
+
+
+def test_bench_decode_batches_count_every_sequence(tmp_path, capsys):
+    out = tmp_path / "dec"
+    assert main(["bench-decode", "--prompts", "16", "--batch", "1,3", "--new-tokens", "4", "--d-model", "16",
+                 "--n-layers", "1", "--n-heads", "2", "--repeats", "2", "--device", "cpu", "--out", str(out)]) == 0
+    report = json.loads((out / "decode.json").read_text())
+    by = {(r["mixers"], r["batch"]): r for r in report["rows"]}
+    assert set(by) == {(k, b) for k in ("spectral-gated", "attention") for b in (1, 3)}
+    assert set(report["ratios"]) == {"16", "16x3"}
+    for kind in ("spectral-gated", "attention"):          # the state per sequence does not depend on B
+        assert by[(kind, 1)]["state_mb_per_seq"] == by[(kind, 3)]["state_mb_per_seq"] > 0
+        assert by[(kind, 3)]["tokens_per_s"] == pytest.approx(
+            3 * 4 / (float(np.median(by[(kind, 3)]["steps_ms_per_repeat"])) / 1e3))
+    assert "| batch |" in capsys.readouterr().out.replace("prompt | batch", "| batch")
+
+
+def test_state_bytes_count_only_tensors_with_a_batch_axis():
+    from specmix.app.bench.decode import state_bytes_per_sequence
+    from specmix.app.bench.ops import untrained_lm
+    model = untrained_lm("attention", d_model=16, n_layers=2, n_heads=2, context=40, device="cpu").eval()
+    _, states = model.prefill(torch.randint(0, 10, (4, 8)))
+    kv = sum(t.numel() * t.element_size() for s in states for t in (s.keys, s.values)) // 4
+    assert state_bytes_per_sequence(states, 4) == kv
 
 
 def test_compare_on_a_task_reports_answer_accuracy(tmp_path, capsys):

@@ -1,15 +1,19 @@
-"""Long-context sampling speed: cached generation after prompts of 1K .. 32K tokens.
+"""Long-context sampling speed: cached generation after prompts of 1K .. 32K tokens, batched.
 
-For each prompt length P, one :func:`~specmix.app.bench.ops.untrained_lm` per model kind, with
-context ``P + new_tokens``, runs :meth:`SpecMixLM.prefill` (the prompt's forward plus building
-the per-layer states), then ``new_tokens`` greedy :meth:`SpecMixLM.step` calls; the two are
-timed separately with the harness' clock. The kinds take turns repeat by repeat (A B A B ...),
-so each repeat gives a ratio of the first kind's tokens/s to every other's measured minutes
-apart at most; rows hold medians, ``ratios`` the median of those per-repeat ratios (on these
-shared machines a run's speed drifts by 1.5x between minutes).
+For each prompt length P and batch size B, one :func:`~specmix.app.bench.ops.untrained_lm` per
+model kind, with context ``P + new_tokens``, runs :meth:`SpecMixLM.prefill` on B prompts (the
+prompts' forward plus building the per-layer states, timed once), then ``new_tokens``
+greedy :meth:`SpecMixLM.step` calls for all B sequences together, timed ``repeats`` times,
+each from a copy of the prefilled states. The kinds take turns repeat by repeat
+(A B A B ...), so each repeat gives a ratio of the first kind's tokens/s to every other's
+measured minutes apart at most; rows hold medians, ``ratios`` the median of those per-repeat
+ratios (on these shared machines a run's speed drifts by 1.5x between minutes). Tokens/s
+count every sequence's tokens; ``state_mb_per_seq`` is the decoding state's memory per
+sequence (every state tensor with a batch axis: KV caches, folded convolution inputs).
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -32,6 +36,7 @@ class DecodeBenchConfig:
     mixers: tuple[str, ...] = field(default=("spectral-gated", "attention"), metadata={
         "help": "comma list of model kinds (one model per kind, all layers of it)"})
     prompts: tuple[int, ...] = field(default=(1024, 8192, 32768), metadata={"help": "comma list of prompt lengths"})
+    batch: tuple[int, ...] = field(default=(1,), metadata={"help": "comma list of batch sizes (sequences decoded together)"})
     new_tokens: int = field(default=128, metadata={"help": "tokens generated after each prompt"})
     d_model: int = field(default=128, metadata={"help": "width of every model"})
     n_layers: int = field(default=4, metadata={"help": "depth of every model"})
@@ -46,6 +51,8 @@ class DecodeBenchConfig:
         check_fields(self, minimum={"new_tokens": 1, "d_model": 1, "n_layers": 1, "n_heads": 1, "repeats": 1})
         if not self.prompts or min(self.prompts) < 1:
             raise UsageError(f"--prompts: expected integers >= 1, got {self.prompts}")
+        if not self.batch or min(self.batch) < 1:
+            raise UsageError(f"--batch: expected integers >= 1, got {self.batch}")
         if self.d_model % self.n_heads:
             raise UsageError(f"--n-heads {self.n_heads} must divide --d-model {self.d_model}")
         from ...model import MixerKind
@@ -53,44 +60,70 @@ class DecodeBenchConfig:
             MixerKind.parse(kind)
 
 
-def _generate(model, idx: torch.Tensor, new_tokens: int, sync) -> tuple[float, float]:
-    """Seconds of the prefill and of ``new_tokens`` greedy cached steps after it."""
-    prefill_s, (logits, states) = timed(lambda: model.prefill(idx), sync)
-
+def _steps(model, logits: torch.Tensor, states: list, start: int, new_tokens: int, sync) -> float:
+    """Seconds of ``new_tokens`` greedy cached steps from ``states`` (updated in place)."""
     def steps():
         token = logits.argmax(-1)
-        for pos in range(idx.shape[1], idx.shape[1] + new_tokens):
+        for pos in range(start, start + new_tokens):
             token = model.step(token, pos, states).argmax(-1)
-    return prefill_s, timed(steps, sync)[0]
+    return timed(steps, sync)[0]
 
 
-def _row(kind: str, prompt: int, model, prefill_s: list[float], steps_s: list[float], new_tokens: int) -> dict:
+def state_bytes_per_sequence(states: list, batch: int) -> int:
+    """Bytes of the decoding state's tensors that have a batch axis, per sequence."""
+    seen, total = set(), 0
+
+    def visit(obj):
+        nonlocal total
+        if isinstance(obj, torch.Tensor):
+            if obj.dim() >= 2 and obj.shape[0] == batch and id(obj) not in seen:
+                seen.add(id(obj))
+                total += obj.numel() * obj.element_size()
+        elif isinstance(obj, (list, tuple)):
+            for item in obj:
+                visit(item)
+        elif hasattr(obj, "__dataclass_fields__"):
+            for name in obj.__dataclass_fields__:
+                visit(getattr(obj, name))
+    visit(states)
+    return total // batch
+
+
+def _row(kind: str, prompt: int, batch: int, model, prefill_s: float, steps_s: list[float], new_tokens: int,
+         state_bytes: int) -> dict:
     steps_ms = summarize([s * 1e3 for s in steps_s])["ms"]             # medians
-    return {"mixers": kind, "prompt": prompt, "new_tokens": new_tokens, "params": model.num_params(),
-            "prefill_ms": summarize([s * 1e3 for s in prefill_s])["ms"],
-            "ms_per_token": steps_ms / new_tokens, "tokens_per_s": new_tokens / (steps_ms / 1e3),
+    return {"mixers": kind, "prompt": prompt, "batch": batch, "new_tokens": new_tokens, "params": model.num_params(),
+            "prefill_ms": prefill_s * 1e3, "ms_per_token": steps_ms / new_tokens,
+            "tokens_per_s": batch * new_tokens / (steps_ms / 1e3), "state_mb_per_seq": state_bytes / 2**20,
             "steps_ms_per_repeat": [s * 1e3 for s in steps_s]}
 
 
-def measure_prompt(prompt: int, cfg: DecodeBenchConfig, device: torch.device) -> tuple[list[dict], dict]:
-    """Every kind at one prompt length, their repeats alternating: the rows and, for each
-    kind after the first, the median per-repeat ratio ``its step time / the first kind's``."""
+def measure_prompt(prompt: int, batch: int, cfg: DecodeBenchConfig, device: torch.device) -> tuple[list[dict], dict]:
+    """Every kind at one prompt length and batch, their repeats alternating: the rows and, for
+    each kind after the first, the median per-repeat ratio ``its step time / the first kind's``."""
     models = {kind: untrained_lm(kind, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
                                  context=prompt + cfg.new_tokens, device=str(device),
                                  filter=cfg.filter).eval()
               for kind in cfg.mixers}
-    idx = torch.randint(0, models[cfg.mixers[0]].config.vocab_size, (1, prompt), device=device)   # (1, P)
+    gen = torch.Generator(device=device).manual_seed(0)
+    idx = torch.randint(0, models[cfg.mixers[0]].config.vocab_size, (batch, prompt), device=device,
+                        generator=gen)                                              # (B, P)
     sync = synchronizer(device.type)
-    for model in models.values():
-        _generate(model, idx, 2, sync)                                             # warm-up
-    times = {kind: [] for kind in models}                                          # (prefill s, steps s)
+    prefilled = {}
+    for kind, model in models.items():
+        warm_logits, warm_states = model.prefill(idx[:, :min(prompt, 64)])        # warm-up, short
+        _steps(model, warm_logits, warm_states, min(prompt, 64), 2, sync)
+        prefill_s, prefilled[kind] = timed(lambda: model.prefill(idx), sync)       # (logits, states)
+        prefilled[kind] = (prefill_s, *prefilled[kind])
+    times = {kind: [] for kind in models}                                          # steps s per repeat
     for _ in range(cfg.repeats):
         for kind, model in models.items():
-            times[kind].append(_generate(model, idx, cfg.new_tokens, sync))
-    rows = [_row(kind, prompt, models[kind], *zip(*times[kind]), cfg.new_tokens) for kind in models]
-    first = [steps for _, steps in times[cfg.mixers[0]]]
-    ratios = {kind: float(np.median([s / f for (_, s), f in zip(times[kind], first)]))
-              for kind in cfg.mixers[1:]}
+            _, logits, states = prefilled[kind]
+            times[kind].append(_steps(model, logits, copy.deepcopy(states), prompt, cfg.new_tokens, sync))
+    rows = [_row(kind, prompt, batch, models[kind], prefilled[kind][0], times[kind], cfg.new_tokens,
+                 state_bytes_per_sequence(prefilled[kind][2], batch)) for kind in models]
+    first = times[cfg.mixers[0]]
+    ratios = {kind: float(np.median([s / f for s, f in zip(times[kind], first)])) for kind in cfg.mixers[1:]}
     return rows, ratios
 
 
@@ -100,12 +133,14 @@ def run_decode_bench(cfg: DecodeBenchConfig, progress: bool = True) -> dict:
     device = resolve_device(cfg.device)
     rows, ratios = [], {}
     for prompt in tqdm(cfg.prompts, disable=not progress, desc="decode"):
-        prompt_rows, ratios[str(prompt)] = measure_prompt(prompt, cfg, device)
-        rows += prompt_rows
+        for batch in cfg.batch:
+            key = str(prompt) if batch == 1 else f"{prompt}x{batch}"
+            prompt_rows, ratios[key] = measure_prompt(prompt, batch, cfg, device)
+            rows += prompt_rows
     env = environment(device.type)
     report = {"config": asdict(cfg), "device": str(device), "torch": env["torch"],
               "threads": env["threads"], "env": env, "rows": rows,
-              "ratios": ratios}     # prompt -> kind -> median per-repeat (kind's time / first kind's)
+              "ratios": ratios}     # "P" or "PxB" -> kind -> median per-repeat (kind's time / first kind's)
     os.makedirs(cfg.out, exist_ok=True)
     atomic_write_text(os.path.join(cfg.out, "decode.json"), json.dumps(report, indent=2) + "\n")
     optional_plot("plot_decode", report, os.path.join(cfg.out, "decode.png"))
@@ -113,15 +148,22 @@ def run_decode_bench(cfg: DecodeBenchConfig, progress: bool = True) -> dict:
 
 
 def format_decode(report: dict) -> str:
-    """Tokens/s and prefill per kind; then, per other kind, the first kind's speed-up over it
-    (median of the per-repeat ratios, the figure to quote)."""
+    """Tokens/s (all sequences) and prefill per kind; then, per other kind, the first kind's
+    speed-up over it (median of the per-repeat ratios, the figure to quote); with batches,
+    one row per (prompt, batch) and the state's memory per sequence."""
     kinds = list(dict.fromkeys(r["mixers"] for r in report["rows"]))
-    by = {(r["mixers"], r["prompt"]): r for r in report["rows"]}
+    by = {(r["mixers"], r["prompt"], r.get("batch", 1)): r for r in report["rows"]}
     ratios = report.get("ratios", {})
-    head = (["prompt"] + [f"{k} tok/s" for k in kinds] + [f"{k} prefill ms" for k in kinds]
-            + [f"{kinds[0]} speed-up over {k}" for k in kinds[1:] if ratios])
-    rows = [[prompt] + [f"{by[(k, prompt)]['tokens_per_s']:.1f}" for k in kinds]
-            + [f"{by[(k, prompt)]['prefill_ms']:.0f}" for k in kinds]
-            + [f"{ratios[str(prompt)][k]:.2f}x" for k in kinds[1:] if ratios]
-            for prompt in dict.fromkeys(r["prompt"] for r in report["rows"])]
+    batched = any(r.get("batch", 1) > 1 for r in report["rows"])
+    head = (["prompt"] + (["batch"] if batched else []) + [f"{k} tok/s" for k in kinds]
+            + [f"{k} prefill ms" for k in kinds] + [f"{kinds[0]} speed-up over {k}" for k in kinds[1:] if ratios]
+            + ([f"{k} state MB / sequence" for k in kinds] if batched else []))
+    rows = []
+    for prompt, batch in dict.fromkeys((r["prompt"], r.get("batch", 1)) for r in report["rows"]):
+        key = str(prompt) if batch == 1 else f"{prompt}x{batch}"
+        rows.append([prompt] + ([batch] if batched else [])
+                    + [f"{by[(k, prompt, batch)]['tokens_per_s']:.1f}" for k in kinds]
+                    + [f"{by[(k, prompt, batch)]['prefill_ms']:.0f}" for k in kinds]
+                    + [f"{ratios[key][k]:.2f}x" for k in kinds[1:] if ratios]
+                    + ([f"{by[(k, prompt, batch)]['state_mb_per_seq']:.1f}" for k in kinds] if batched else []))
     return "\n".join(markdown_table(head, rows))

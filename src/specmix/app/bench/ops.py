@@ -14,9 +14,11 @@ from typing import Callable
 import numpy as np
 
 from ...reference import spectral as np_spectral
+from .peers import PEER_OPS, SPECMIX_PEER_OPS, make_peer_op
 
 NUMPY_OPS = ("attention", "spectral", "spectral-circular")
-TORCH_OPS = ("naive", "sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "spectral-layer")
+TORCH_OPS = ("naive", "sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "spectral-layer",
+             *SPECMIX_PEER_OPS, *PEER_OPS)
 # whole language models (backend "lm"): an op is a mixer kind, timed as one training step
 # (or forward) of a stack whose layers are all of that kind
 LM_OPS = ("attention", "local:256", "spectral", "spectral-gated")
@@ -127,6 +129,9 @@ def make_torch_op(spec: OpSpec) -> Callable[[], object]:
         x_t, n_fft = tensor(b, d, n), spectral_n_fft(n)
         call = lambda: torch.fft.irfft(torch.fft.rfft(x_t, n=n_fft), n=n_fft)  # noqa: E731
         inputs = (x_t,)
+    elif spec.op in SPECMIX_PEER_OPS + PEER_OPS:                     # (B, N, D), as fla's modules take it
+        module, call, inputs = make_peer_op(spec.op, batch=b, n=n, d=d, dev=dev, dtype=dtype)
+        inputs = tuple(t.requires_grad_(train) for t in inputs)
     elif spec.op in ("sdpa-layer", "spectral-layer"):
         module = (Attention(d, h, device=dev, dtype=dtype) if spec.op == "sdpa-layer"
                   else SpectralMixer(d, n, device=dev, dtype=dtype))

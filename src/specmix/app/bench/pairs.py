@@ -30,10 +30,12 @@ from ...io import atomic_write_text
 from ...validation import UsageError, check_fields
 from ..tables import markdown_table
 from .harness import MALLOC_TUNE, cpu_label, environment, fresh_process_pool, synchronizer, timed
+from .harness import peak_memory_mb
 from .ops import GATED_CEILING, OpSpec, make_lm_op, make_torch_op
+from .peers import PEER_OPS, SPECMIX_PEER_OPS, fla_version
 
 
-TORCH_OPS = ("sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "spectral-layer")
+TORCH_OPS = ("sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "spectral-layer", *SPECMIX_PEER_OPS, *PEER_OPS)
 LM_OPS = ("attention", "spectral", "spectral-gated", GATED_CEILING)
 Op = Literal[tuple(dict.fromkeys(TORCH_OPS + LM_OPS))]      # either backend's; checked per backend
 DEFAULT_WIDTH = {"torch": 256, "lm": 128}                   # d_model when --d-model is not given
@@ -52,6 +54,7 @@ class PairBenchConfig:
         "help": "comma list of side B's lengths, one per base"})
     mode: Literal["forward", "train"] = field(default="train", metadata={"help": "forward or train (fwd+bwd)"})
     d_model: int | None = field(default=None, metadata={"help": "channels; none = 256 (torch) or 128 (lm)"})
+    batch: int = field(default=1, metadata={"help": "sequences per call (both sides)"})
     n_layers: int = field(default=4, metadata={"help": "--backend lm: layers of each model"})
     dtype: Literal["float32", "bfloat16"] = field(default="float32", metadata={
         "help": "--backend lm: float32, or bfloat16 autocast (the training CLI's)"})
@@ -64,7 +67,7 @@ class PairBenchConfig:
     out: str = field(default="runs/pairs", metadata={"help": "output folder"})
 
     def __post_init__(self) -> None:
-        check_fields(self, minimum={"d_model": 1, "rounds": 1, "n_layers": 1, "calls": 1})
+        check_fields(self, minimum={"d_model": 1, "rounds": 1, "n_layers": 1, "calls": 1, "batch": 1})
         choices = LM_OPS if self.backend == "lm" else TORCH_OPS
         for name in ("op", "against"):
             if getattr(self, name) not in (*choices, None):
@@ -84,7 +87,7 @@ class PairBenchConfig:
 
 
 def _op(cfg: PairBenchConfig, op: str, n: int):
-    spec = OpSpec(backend=cfg.backend, op=op, n=n, d_model=cfg.width, batch=1, heads=4,
+    spec = OpSpec(backend=cfg.backend, op=op, n=n, d_model=cfg.width, batch=cfg.batch, heads=4,
                   window=256, dtype=cfg.dtype, mode=cfg.mode, device=cfg.device, n_layers=cfg.n_layers)
     return make_lm_op(spec) if cfg.backend == "lm" else make_torch_op(spec)
 
@@ -104,7 +107,8 @@ def measure_pair(cfg: PairBenchConfig, base: int, neighbour: int) -> dict:
             block = [timed(calls[side], sync)[0] * 1e3 for _ in range(cfg.calls)]
             ms[side].append(float(np.median(block[1:] if cfg.calls > 1 else block)))
     ratios = np.array(ms[1]) / np.array(ms[0])
-    return {"base_op": cfg.op, "base": base, "neighbour_op": b_op, "neighbour": neighbour,
+    peaks = [peak_memory_mb(fn, cfg.device, sync) for fn in calls]     # one warm call each
+    return {"base_peak_mb": peaks[0], "neighbour_peak_mb": peaks[1], "base_op": cfg.op, "base": base, "neighbour_op": b_op, "neighbour": neighbour,
             "base_ms": float(np.median(ms[0])), "neighbour_ms": float(np.median(ms[1])),
             "ratio": float(np.median(ratios)), "ratio_min": float(ratios.min()),
             "ratio_max": float(ratios.max()), "rounds": cfg.rounds}
@@ -123,6 +127,8 @@ def run_pair_bench(cfg: PairBenchConfig) -> dict:
             rows.append(pool.submit(measure_pair, cfg, base, neighbour).result())
     env = environment(cfg.device, malloc_tune=cfg.malloc_tune)
     report = {"config": asdict(cfg), "torch": torch.__version__, "env": env, "rows": rows}
+    if {cfg.op, cfg.against} & set(PEER_OPS):
+        report["peers"] = {"fla-core": fla_version()}
     os.makedirs(cfg.out, exist_ok=True)
     atomic_write_text(os.path.join(cfg.out, "pairs.json"), json.dumps(report, indent=2) + "\n")
     return report
@@ -131,12 +137,17 @@ def run_pair_bench(cfg: PairBenchConfig) -> dict:
 def format_pairs(report: dict) -> str:
     cfg, env = report["config"], report["env"]
     head = ["A", "B", "A ms", "B ms", "B / A (median of rounds)", "range"]
+    peaks = "base_peak_mb" in report["rows"][0] and report["rows"][0]["base_peak_mb"] is not None
+    head += ["A peak MB", "B peak MB"] if peaks else []
     rows = [[f"{r.get('base_op', cfg['op'])} {r['base']}", f"{r.get('neighbour_op', cfg['op'])} {r['neighbour']}",
              f"{r['base_ms']:.2f}", f"{r['neighbour_ms']:.2f}", f"{r['ratio']:.3f}",
-             f"{r['ratio_min']:.2f} - {r['ratio_max']:.2f}"] for r in report["rows"]]
+             f"{r['ratio_min']:.2f} - {r['ratio_max']:.2f}"]
+            + ([f"{r['base_peak_mb']:.0f}", f"{r['neighbour_peak_mb']:.0f}"] if peaks else [])
+            for r in report["rows"]]
+    versions = "".join(f", {k} {v}" for k, v in report.get("peers", {}).items())
     return ("\n".join(markdown_table(head, rows)) + "\n\n"
-            f"{_what(cfg)}, batch 1, {cfg['rounds']} alternating rounds{_block(cfg)}; {cpu_label(env)}, "
-            f"torch {env.get('torch')} with {env.get('threads')} threads.")
+            f"{_what(cfg)}, batch {cfg.get('batch', 1)}, {cfg['rounds']} alternating rounds{_block(cfg)}; "
+            f"{cpu_label(env)}, torch {env.get('torch')} with {env.get('threads')} threads{versions}.")
 
 
 def _block(cfg: dict) -> str:
