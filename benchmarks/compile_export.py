@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))
 LENGTHS = (256, 512, 1024)
 SHAPE = dict(d_model=128, n_layers=4, mixers=("spectral-gated",), filter="implicit", context=1024)
 BATCH = 8
+GRAPH_LENGTHS = (256, 512, 1024, 2048, 4096, 8192)
 
 
 def _step(model, idx, targets):
@@ -65,6 +66,47 @@ def train_rows(rounds: int) -> list[dict]:
                          graphs=counters["stats"]["unique_graphs"]))
         print(rows[-1], flush=True)
     return rows
+
+
+def graph_counts() -> list[dict]:
+    """Graphs made so far by one compiled (one-layer, d 16) LM trained at doubling lengths."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    from specmix import LMConfig, SpecMixLM
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    model = SpecMixLM(LMConfig(vocab_size=65, d_model=16, n_layers=1, mixers=("spectral-gated",),
+                               filter="implicit", context=GRAPH_LENGTHS[-1]))
+    compiled, rows = torch.compile(model), []
+    for n in GRAPH_LENGTHS:
+        idx = torch.randint(0, 65, (2, n))
+        _step(compiled, idx, idx)
+        rows.append(dict(n=n, graphs=counters["stats"]["unique_graphs"]))
+        print(rows[-1], flush=True)
+    return rows
+
+
+def autotune_check() -> dict:
+    """``mode="max-autotune-no-cudagraphs"`` on the graph-count model at two lengths: the
+    first call's seconds and the largest relative difference from eager in the loss."""
+    import torch
+
+    from specmix import LMConfig, SpecMixLM
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = SpecMixLM(LMConfig(vocab_size=65, d_model=16, n_layers=1, mixers=("spectral-gated",),
+                               filter="implicit", context=512))
+    compiled, out = torch.compile(model, mode="max-autotune-no-cudagraphs", dynamic=True), {}
+    for n in (100, 333):
+        idx = torch.randint(0, 65, (2, n))
+        t = time.perf_counter()
+        loss = _step(compiled, idx, idx).item()
+        out[str(n)] = dict(first_call_s=time.perf_counter() - t,
+                           rel_diff=abs(loss - _step(model, idx, idx).item()) / abs(loss))
+    print(out, flush=True)
+    return out
 
 
 def export_rows(rounds: int) -> dict:
@@ -126,6 +168,13 @@ def format_compile(report: dict) -> str:
     lines += [f"| {r['n']} | {r['eager_ms']:.1f} | {r['program_ms']:.1f} | {r['onnxruntime_ms']:.1f} | "
               f"{r['program_rel_diff']:.0e} | {r['onnx_rel_diff']:.0e} |" for r in ex["rows"]]
     lines += ["", "The differences are max |difference| / max |eager output| of the logits."]
+    if "graphs" in report:
+        lines += ["", "Graphs made so far by one `torch.compile(model)` (one layer, d_model 16) trained at "
+                  "each N in turn: " + ", ".join(f"N = {r['n']}: {r['graphs']}" for r in report["graphs"]) + "."]
+    if "autotune" in report:
+        lines += ["", "`mode=\"max-autotune-no-cudagraphs\", dynamic=True` on that model: " + ", ".join(
+            f"N = {n}: first call {r['first_call_s']:.0f} s, loss {r['rel_diff']:.0e} from eager (relative)"
+            for n, r in report["autotune"].items()) + "."]
     return "\n".join(lines)
 
 
@@ -139,7 +188,8 @@ def main(argv=None) -> int:
     env = environment("cpu")
     report = dict(env=env,
                   shape={k: list(v) if isinstance(v, tuple) else v for k, v in SHAPE.items()}, batch=BATCH,
-                  rounds=args.rounds, train=train_rows(args.rounds), export=export_rows(args.rounds))
+                  rounds=args.rounds, train=train_rows(args.rounds), export=export_rows(args.rounds),
+                  graphs=graph_counts(), autotune=autotune_check())
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "compile.json")
     with open(path, "w", encoding="utf-8") as f:

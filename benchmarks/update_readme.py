@@ -245,6 +245,19 @@ def _lm_eval() -> str | None:
     return format_lm_eval(report)
 
 
+def _peers_op(name: str, mode: str):
+    """Every ``peers-op/NAME-MODE*/pairs.json`` (the long lengths run with fewer rounds), one
+    table each; A is specmix's op, B the peer's: B / A above 1 means specmix is faster."""
+    def render() -> str | None:
+        from specmix.app.bench.pairs import format_pairs
+        paths = sorted((RESULTS / "peers-op").glob(f"{name}-{mode}*/pairs.json"), key=lambda p: len(str(p)))
+        if not paths:
+            return None
+        return "\n\n".join(f"`{p.relative_to(ROOT)}`:\n\n" + format_pairs(json.loads(p.read_text()))
+                            for p in paths)
+    return render
+
+
 def _headline() -> str | None:
     from readme_headline import headline_rows
 
@@ -297,6 +310,11 @@ SECTIONS = {
     "context-parallel": _json_section("context-parallel/context.json",
                                       "specmix.app.bench.context.format_context"),
     "compile": _json_section("compile/compile.json", "compile_export.format_compile"),
+    "peers-long-conv-train": _peers_op("long-conv", "train"),
+    "peers-long-conv-forward": _peers_op("long-conv", "forward"),
+    "peers-implicit-train": _peers_op("implicit-long-conv", "train"),
+    "peers-implicit-forward": _peers_op("implicit-long-conv", "forward"),
+    "decode-batch": _decode("decode-batch"),
     "mqar": _json_section("mqar/mqar.json", "specmix.app.bench.mqar.format_mqar"),
     "mqar-full": _json_section("mqar-full/mqar.json", "specmix.app.bench.mqar.format_mqar"),
 }

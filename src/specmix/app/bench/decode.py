@@ -75,9 +75,11 @@ def state_bytes_per_sequence(states: list, batch: int) -> int:
 
     def visit(obj):
         nonlocal total
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
         if isinstance(obj, torch.Tensor):
-            if obj.dim() >= 2 and obj.shape[0] == batch and id(obj) not in seen:
-                seen.add(id(obj))
+            if obj.dim() >= 2 and obj.shape[0] == batch:
                 total += obj.numel() * obj.element_size()
         elif isinstance(obj, (list, tuple)):
             for item in obj:
@@ -85,6 +87,7 @@ def state_bytes_per_sequence(states: list, batch: int) -> int:
         elif hasattr(obj, "__dataclass_fields__"):
             for name in obj.__dataclass_fields__:
                 visit(getattr(obj, name))
+
     visit(states)
     return total // batch
 
