@@ -94,6 +94,32 @@ def _row_decode(load) -> list[str] | None:
             "[long context](docs/long-context.md#decoding-after-long-prompts)"]
 
 
+def _row_decode_batch(load) -> list[str] | None:
+    report = load("decode-batch/decode.json")
+    if not report:
+        return None
+    top = max(report["rows"], key=lambda r: (r["prompt"], r["batch"]))
+    key = f"{top['prompt']}x{top['batch']}"
+    kv = next(r for r in report["rows"] if r["mixers"] == "attention" and r["prompt"] == top["prompt"])
+    return [f"batched decoding, {top['batch']} sequences after {top['prompt'] // 1024}K prompts",
+            f"{report['ratios'][key]['attention']:.0f}x attention's total tokens/s; state "
+            f"{top['state_mb_per_seq']:.0f} MB per sequence against a {kv['state_mb_per_seq']:.0f} MB KV cache",
+            "[long context](docs/long-context.md#batched-decoding)"]
+
+
+def _row_fla(load) -> list[str] | None:
+    rows = [r for name in ("long-conv-train", "long-conv-train-256k") if (rep := load(f"peers-op/{name}/pairs.json"))
+            for r in rep["rows"]]
+    if not rows:
+        return None
+    ratios = ", ".join(f"{r['ratio']:.2f}x" for r in rows)
+    lengths = " / ".join(f"{r['base'] // 1024}K" for r in rows)
+    worst = min(r["neighbour_peak_mb"] / r["base_peak_mb"] for r in rows)
+    return ["causal long convolution vs fla-core's LongConvolution (training, d 256)",
+            f"fla's time / specmix's: {ratios} at {lengths}; fla's peak memory {worst:.1f}x specmix's or more",
+            "[benchmarks](docs/benchmarks.md#against-flash-linear-attentions-long-convolutions)"]
+
+
 def _row_context_parallel(load) -> list[str] | None:
     cp = load("context-parallel/context.json")
     if not cp:
@@ -125,8 +151,8 @@ def _row_hf_gpt2(load) -> list[str] | None:
             "[Hugging Face](docs/huggingface.md)"]
 
 
-HEADLINE_ROWS = (_row_scaling, _row_lm_step, _row_quality, _row_quality_round2, _row_recall, _row_mqar, _row_decode,
-                 _row_context_parallel, _row_lm_eval, _row_hf_gpt2)
+HEADLINE_ROWS = (_row_scaling, _row_fla, _row_lm_step, _row_quality, _row_quality_round2, _row_recall, _row_mqar,
+                 _row_decode, _row_decode_batch, _row_context_parallel, _row_lm_eval, _row_hf_gpt2)
 
 
 def headline_rows(results: pathlib.Path) -> list[list[str]]:

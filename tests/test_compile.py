@@ -26,9 +26,8 @@ def _fresh_dynamo():
     torch._dynamo.reset()
 
 
-@pytest.mark.parametrize("filter", ["frequency", "implicit"])
-@pytest.mark.parametrize("causal", [True, False])
-@pytest.mark.parametrize("gated", [True, False])
+@pytest.mark.parametrize("filter, causal, gated", [("frequency", True, True), ("implicit", True, True),
+                                                   ("frequency", False, False), ("implicit", False, True)])
 def test_a_mixer_compiles_as_one_graph_for_every_length(filter, causal, gated):
     """fullgraph=True: no graph break inside the mixer; dynamic=True: one graph, three lengths.
     aot_eager traces exactly what inductor receives (the LM test below runs inductor)."""
