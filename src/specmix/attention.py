@@ -156,6 +156,10 @@ class AttentionState:
     values: torch.Tensor        # (B, H, max_len, E)
     length: int                 # tokens so far
 
+    def batch_tensors(self) -> list[torch.Tensor]:
+        """The tensors with one row per sequence (what :meth:`reorder` selects from)."""
+        return [self.keys, self.values]
+
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep the batch rows ``rows (B',)`` in that order, in place (beam search)."""
         self.keys = self.keys.index_select(0, rows)

@@ -63,6 +63,10 @@ class ConvCache:
     def far_block(self) -> int:
         return self.far.shape[1]
 
+    def batch_tensors(self) -> list[torch.Tensor]:
+        """The tensors with one row per sequence (what :meth:`reorder` selects from)."""
+        return [self.inputs, self.far, self.ahead]
+
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep the batch rows ``rows (B',)`` in that order, in place (beam search picks and
         repeats rows); the kernel has no batch axis and stays."""

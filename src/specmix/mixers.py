@@ -302,6 +302,10 @@ class SpectralState:
     conv: ConvCache                 # the long convolution's past inputs, folded (see decoding)
     short: ShortConvCache | None    # the gated short conv's pending partial sums (None ungated)
 
+    def batch_tensors(self) -> list[torch.Tensor]:
+        """The tensors with one row per sequence (what :meth:`reorder` selects from)."""
+        return self.conv.batch_tensors() + (self.short.batch_tensors() if self.short is not None else [])
+
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep the batch rows ``rows (B',)`` in that order, in place (beam search)."""
         self.conv.reorder(rows)

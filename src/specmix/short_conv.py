@@ -108,6 +108,10 @@ class ShortConvCache:
         pending = [sum(columns[p - i] * tail[..., p] for p in range(i, k - 1)) for i in range(k - 1)]
         return cls(columns=columns, pending=pending)
 
+    def batch_tensors(self) -> list[torch.Tensor]:
+        """The tensors with one row per sequence (what :meth:`reorder` selects from)."""
+        return list(self.pending)
+
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep the batch rows ``rows (B',)`` in that order, in place."""
         self.pending = [p.index_select(0, rows) for p in self.pending]

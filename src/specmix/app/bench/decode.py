@@ -9,7 +9,7 @@ each from a copy of the prefilled states. The kinds take turns repeat by repeat
 measured minutes apart at most; rows hold medians, ``ratios`` the median of those per-repeat
 ratios (on these shared machines a run's speed drifts by 1.5x between minutes). Tokens/s
 count every sequence's tokens; ``state_mb_per_seq`` is the decoding state's memory per
-sequence (every state tensor with a batch axis: KV caches, folded convolution inputs).
+sequence (the states' ``batch_tensors``: KV caches, folded convolution inputs and buffers).
 """
 from __future__ import annotations
 
@@ -70,26 +70,15 @@ def _steps(model, logits: torch.Tensor, states: list, start: int, new_tokens: in
 
 
 def state_bytes_per_sequence(states: list, batch: int) -> int:
-    """Bytes of the decoding state's tensors that have a batch axis, per sequence."""
-    seen, total = set(), 0
-
-    def visit(obj):
-        nonlocal total
-        if id(obj) in seen:
-            return
-        seen.add(id(obj))
-        if isinstance(obj, torch.Tensor):
-            if obj.dim() >= 2 and obj.shape[0] == batch:
-                total += obj.numel() * obj.element_size()
-        elif isinstance(obj, (list, tuple)):
-            for item in obj:
-                visit(item)
-        elif hasattr(obj, "__dataclass_fields__"):
-            for name in obj.__dataclass_fields__:
-                visit(getattr(obj, name))
-
-    visit(states)
-    return total // batch
+    """Bytes of the decoding states' per-sequence tensors (each state's ``batch_tensors()``:
+    KV caches, folded convolution inputs and buffers, pending short-conv sums), per sequence;
+    a storage shared by several views counts once."""
+    storages = {}
+    for state in states:
+        for t in state.batch_tensors():
+            storage = t.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values()) // batch
 
 
 def _row(kind: str, prompt: int, batch: int, model, prefill_s: float, steps_s: list[float], new_tokens: int,
