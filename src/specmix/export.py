@@ -42,31 +42,28 @@ def _example(module: nn.Module, example_len: int) -> tuple[nn.Module, torch.Tens
     return module, torch.randn(2, example_len, d_model, device=param.device, dtype=param.dtype)
 
 
-def _axes(max_len: int) -> tuple[dict, ...]:
-    return ({0: Dim("batch"), 1: Dim("seq_len", max=max_len)},)
-
-
-def _check_lengths(example_len: int, max_len: int) -> None:
+def _traced_call(module: nn.Module, max_len: int, example_len: int | None):
+    """``(target, args, dynamic_shapes)`` of an export in eval mode: batch and N symbolic
+    (``N <= max_len``), traced at ``example_len`` (default ``min(64, max_len)``)."""
+    example_len = min(64, max_len) if example_len is None else example_len
     if not 2 <= example_len <= max_len:
         raise ValueError(f"export: need 2 <= example_len <= max_len, got example_len={example_len}, "
                          f"max_len={max_len}")
+    target, example = _example(module.eval(), example_len)
+    return target, (example,), ({0: Dim("batch"), 1: Dim("seq_len", max=max_len)},)
 
 
 def export_program(module: nn.Module, *, max_len: int, example_len: int | None = None):
     """``torch.export.export`` of ``module`` in eval mode with dynamic batch and length
     (``1 .. max_len``). ``example_len`` (default ``min(64, max_len)``) is the traced length."""
-    example_len = min(64, max_len) if example_len is None else example_len
-    _check_lengths(example_len, max_len)
-    target, example = _example(module.eval(), example_len)
-    return torch.export.export(target, (example,), dynamic_shapes=_axes(max_len))
+    target, args, axes = _traced_call(module, max_len, example_len)
+    return torch.export.export(target, args, dynamic_shapes=axes)
 
 
 def export_onnx(module: nn.Module, path: str, *, max_len: int, example_len: int | None = None) -> str:
     """Write ``module`` (eval mode) as ONNX to ``path`` with dynamic batch and length; returns path."""
-    example_len = min(64, max_len) if example_len is None else example_len
-    _check_lengths(example_len, max_len)
-    target, example = _example(module.eval(), example_len)
-    program = torch.onnx.export(target, (example,), dynamic_shapes=_axes(max_len), dynamo=True,
+    target, args, axes = _traced_call(module, max_len, example_len)
+    program = torch.onnx.export(target, args, dynamic_shapes=axes, dynamo=True,
                                 input_names=["input"], output_names=["output"], verbose=False)
     program.save(path)
     return path

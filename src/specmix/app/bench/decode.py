@@ -105,8 +105,8 @@ def measure_prompt(prompt: int, batch: int, cfg: DecodeBenchConfig, device: torc
     for kind, model in models.items():
         warm_logits, warm_states = model.prefill(idx[:, :min(prompt, 64)])        # warm-up, short
         _steps(model, warm_logits, warm_states, min(prompt, 64), 2, sync)
-        prefill_s, prefilled[kind] = timed(lambda: model.prefill(idx), sync)       # (logits, states)
-        prefilled[kind] = (prefill_s, *prefilled[kind])
+        prefill_s, (logits, states) = timed(lambda: model.prefill(idx), sync)
+        prefilled[kind] = (prefill_s, logits, states)
     times = {kind: [] for kind in models}                                          # steps s per repeat
     for _ in range(cfg.repeats):
         for kind, model in models.items():

@@ -108,7 +108,8 @@ def measure_pair(cfg: PairBenchConfig, base: int, neighbour: int) -> dict:
             ms[side].append(float(np.median(block[1:] if cfg.calls > 1 else block)))
     ratios = np.array(ms[1]) / np.array(ms[0])
     peaks = [peak_memory_mb(fn, cfg.device, sync) for fn in calls]     # one warm call each
-    return {"base_peak_mb": peaks[0], "neighbour_peak_mb": peaks[1], "base_op": cfg.op, "base": base, "neighbour_op": b_op, "neighbour": neighbour,
+    return {"base_op": cfg.op, "base": base, "neighbour_op": b_op, "neighbour": neighbour,
+            "base_peak_mb": peaks[0], "neighbour_peak_mb": peaks[1],
             "base_ms": float(np.median(ms[0])), "neighbour_ms": float(np.median(ms[1])),
             "ratio": float(np.median(ratios)), "ratio_min": float(ratios.min()),
             "ratio_max": float(ratios.max()), "rounds": cfg.rounds}
