@@ -1,38 +1,53 @@
 #!/usr/bin/env bash
-# The quality moonshot (about 70 minutes on 2 cores, run it alone):
-#   bash benchmarks/quality.sh
-# Two recipes, each given the same wall-clock budget of training on tiny Shakespeare (nanoGPT's
-# 90/10 split: the first 90% of the characters train, the last 10% validate), then the same two
-# recipes, unchanged, on a second corpus built on the machine (the Python standard library's
-# sources, 4 MB) with a shorter budget. --time-limit also ends the cosine schedule, so each run
-# decays its learning rate over its budget. Then quality.json, quality.png and the README.
+# The 30-minute quality table (run it alone; 30 minutes per row on 2 cores, about 2.5 hours):
+#   bash benchmarks/quality.sh                       # every row
+#   ROWS="attention gpt2" bash benchmarks/quality.sh # some rows; the others' runs in $R are kept
+# Every row trains on tiny Shakespeare (nanoGPT's 90/10 split) for the same wall-clock budget,
+# its schedule decayed over that budget (--time-limit), in the same training loop:
+# - spectral: the best recipe of the short-budget search (benchmarks/quality_search.sh):
+#   spectral-gated, implicit filter, 6 layers x d_model 128, dropout 0.2, Muon on the hidden
+#   matrices (AdamW on the rest), warmup-stable-decay with a cooldown of half the budget, lr 2e-3;
+# - attention: attention's best recipe of the same search (rotary positions);
+# - gpt2, mamba: transformers' GPT2LMHeadModel (SDPA) and MambaForCausalLM (its PyTorch path,
+#   with mambapy's parallel scan) at the spectral recipe's parameter count (within 5%), trained by
+#   `specmix train-peer` with the attention recipe's optimizer and schedule (GPT-2 also its
+#   dropout; transformers' Mamba has none). Mamba evaluates less often: one evaluation of its 16
+#   batches costs minutes on a CPU.
+# Then the second corpus (the Python standard library's sources, built on the machine) for the
+# spectral and attention recipes, unchanged, SECOND_MINUTES each; quality.json, quality.png, docs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-../shared/data/tinyshakespeare.txt}
-MINUTES=${MINUTES:-30}          # main budget per recipe
+MINUTES=${MINUTES:-30}
 SECOND_MINUTES=${SECOND_MINUTES:-4}
-R=benchmarks/results/quality
-# the same shape, optimizer and schedule for both; only the mixers (and attention's positions) differ
-COMMON=(--n-layers 4 --d-model 256 --n-heads 4 --context 256 --batch-size 32 --lr 2e-3
-        --min-lr-ratio 0.1 --warmup 200 --weight-decay 0.1 --dtype bfloat16
-        --steps 1000000 --eval-every 200 --eval-batches 16 --device cpu)
-# the spectral recipe's implicit filter won the short-budget search (benchmarks/quality_search.sh)
-# attention gets rotary positions: with learned ones it sat on the bigram plateau (val 2.41
-# after 6 minutes in that search), with RoPE it learned MQAR where learned positions did not
-declare -A MIXERS=([spectral]="spectral-gated --filter implicit" [attention]="attention --pos-emb rope")
-# dropout (after the embedding, on every residual branch, on attention weights) per recipe;
-# SPECTRAL_DROPOUT / ATTENTION_DROPOUT override it for a search run
-declare -A DROPOUT=([spectral]=${SPECTRAL_DROPOUT:-0.25} [attention]=${ATTENTION_DROPOUT:-0.25})
-# RECIPES="spectral" reruns one recipe; the other's runs already in $R are kept
-for corpus in shakespeare stdlib; do
-  if [ $corpus = shakespeare ]; then data=$DATA; seconds=$((MINUTES * 60)); else data=python-stdlib; seconds=$((SECOND_MINUTES * 60)); fi
-  for recipe in ${RECIPES:-spectral attention}; do
-    rm -rf "$R/$corpus-$recipe"
-    # shellcheck disable=SC2086
-    $PY -m specmix train --overwrite --data "$data" --mixers ${MIXERS[$recipe]} --dropout ${DROPOUT[$recipe]} "${COMMON[@]}" \
-        --time-limit $seconds --out $R/$corpus-$recipe
-  done
+R=benchmarks/results/quality-round2
+COMMON=(--context 256 --batch-size 32 --min-lr-ratio 0.1 --warmup 100 --weight-decay 0.1 --dtype bfloat16
+        --steps 1000000 --eval-batches 16 --device cpu)
+SPECTRAL=(--mixers spectral-gated --filter implicit --n-layers 6 --d-model 128 --dropout 0.2
+          --optimizer muon --schedule wsd --cooldown 0.5 --lr 2e-3)
+# attention's winner of quality_search.sh (attn-*): 6 x 128, Muon + WSD, lr 2e-3
+ATTENTION=(--mixers attention --pos-emb rope --n-layers 6 --d-model 128 --n-heads 4 --dropout 0.2
+           --optimizer muon --schedule wsd --cooldown 0.5 --lr 2e-3)
+ATTENTION_TRAINING=(--optimizer muon --schedule wsd --cooldown 0.5 --lr 2e-3)
+GPT2=(--family gpt2 --n-layers 6 --d-model 128 --n-heads 4 --dropout 0.2)
+MAMBA=(--family mamba --n-layers 11 --d-model 128)
+
+row() {  # row NAME CORPUS SECONDS EVAL_EVERY COMMAND FLAGS...
+  local name=$1 data=$2 seconds=$3 every=$4; shift 4
+  $PY -m specmix "$@" --overwrite --data "$data" "${COMMON[@]}" --eval-every "$every" \
+      --time-limit "$seconds" --out "$R/$name"
+}
+for name in ${ROWS:-spectral attention gpt2 mamba stdlib}; do
+  case $name in
+    spectral)  row shakespeare-spectral "$DATA" $((MINUTES * 60)) 100 train "${SPECTRAL[@]}" ;;
+    attention) row shakespeare-attention "$DATA" $((MINUTES * 60)) 100 train "${ATTENTION[@]}" ;;
+    gpt2)      row shakespeare-gpt2 "$DATA" $((MINUTES * 60)) 100 train-peer "${GPT2[@]}" "${ATTENTION_TRAINING[@]}" ;;
+    mamba)     row shakespeare-mamba "$DATA" $((MINUTES * 60)) 25 train-peer "${MAMBA[@]}" "${ATTENTION_TRAINING[@]}" ;;
+    stdlib)    row stdlib-spectral python-stdlib $((SECOND_MINUTES * 60)) 100 train "${SPECTRAL[@]}"
+               row stdlib-attention python-stdlib $((SECOND_MINUTES * 60)) 100 train "${ATTENTION[@]}" ;;
+    *) echo "unknown row $name (spectral attention gpt2 mamba stdlib)" >&2; exit 2 ;;
+  esac
 done
 $PY benchmarks/quality_report.py $R
 $PY benchmarks/update_readme.py

@@ -29,18 +29,27 @@ def summarize(run: pathlib.Path) -> dict:
         within = [r for r in rows if r["elapsed_s"] <= minute * 60 + 1]
         return min(r["val_loss"] for r in within) if within else None
     best = min(rows, key=lambda r: r["val_loss"])
-    from specmix.model import LMConfig, SpecMixLM
-    params = SpecMixLM(LMConfig.from_dict(m)).num_params()
-    return {"run": run.name, "mixers": m["mixers"], "filter": m.get("filter"), "pos_emb": m.get("pos_emb"),
+    return {"run": run.name, **_model_summary(m),
             "shape": f"{m['n_layers']} x {m['d_model']}", "optimizer": t.get("optimizer", "adamw"),
-            "schedule": t.get("schedule", "cosine"), "lr": t["lr"],
-            "params": params, "best_val": best["val_loss"],
+            "schedule": t.get("schedule", "cosine"), "lr": t["lr"], "best_val": best["val_loss"],
             "best_step": best["step"], "best_minutes": best["elapsed_s"] / 60, "final_val": rows[-1]["val_loss"],
             "final_train": rows[-1]["train_loss"], "minutes": rows[-1]["elapsed_s"] / 60,
             "tokens_seen": rows[-1]["step"] * per_step, "tokens_per_s": rows[-1]["step"] * per_step / rows[-1]["elapsed_s"],
             "best_val_by_minute": {str(k): val_by(k) for k in MINUTES},
             "curve": [{"minutes": r["elapsed_s"] / 60, "val_loss": r["val_loss"], "train_loss": r["train_loss"]}
                       for r in rows], "corpus": t["data"]}
+
+
+def _model_summary(m: dict) -> dict:
+    """What the table says of a model: a specmix LM's mixers, or a transformers peer's family."""
+    from specmix.app.peer_lm import PeerConfig, PeerLM, is_peer_record
+    from specmix.model import LMConfig, SpecMixLM
+    if is_peer_record(m):
+        model = PeerLM(PeerConfig.from_dict(m))
+        return {"mixers": [m["family"]], "filter": None, "pos_emb": None,
+                "params": sum(p.numel() for p in model.parameters())}
+    return {"mixers": m["mixers"], "filter": m.get("filter"), "pos_emb": m.get("pos_emb"),
+            "params": SpecMixLM(LMConfig.from_dict(m)).num_params()}
 
 
 def main(folder: str) -> int:

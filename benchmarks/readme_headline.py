@@ -55,11 +55,12 @@ def _row_quality_round2(load) -> list[str] | None:
     report = load("quality-round2/quality.json")
     if not report:
         return None
-    runs = {r["run"].split("-", 1)[1]: r for r in report["runs"]}
-    missing = [k for k in ("spectral", "attention") if k not in runs]
-    return ["tiny Shakespeare, 30 CPU minutes, Muon + WSD, 6 x 128 (bf16)",
-            ", ".join(f"{k} best val {r['best_val']:.4f} ({r['params'] / 1e6:.2f}M params)" for k, r in runs.items())
-            + (f" ({', '.join(missing)} not run yet)" if missing else " (attention: the spectral recipe, not its own)"),
+    runs = {r["run"].split("-", 1)[1]: r for r in report["runs"] if r["run"].startswith("shakespeare-")}
+    missing = [k for k in ("spectral", "attention", "gpt2", "mamba") if k not in runs]
+    ranked = sorted(runs.items(), key=lambda kv: kv[1]["best_val"])
+    return ["tiny Shakespeare, 30 CPU minutes, ~1.2M parameters (bf16)",
+            ", ".join(f"{k} best val {r['best_val']:.4f}" for k, r in ranked)
+            + (f" ({', '.join(missing)} not run yet)" if missing else ""),
             "[benchmarks](docs/benchmarks.md#second-round-muon-warmup-stable-decay-deeper-and-thinner)"]
 
 

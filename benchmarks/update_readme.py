@@ -307,6 +307,7 @@ SECTIONS = {
     "quality-stdlib": _quality("quality", "stdlib"),
     "quality-search": _quality("quality-search", None),
     "quality-round2": _quality("quality-round2", "shakespeare"),
+    "quality-round2-stdlib": _quality("quality-round2", "stdlib"),
     "context-parallel": _json_section("context-parallel/context.json",
                                       "specmix.app.bench.context.format_context"),
     "compile": _json_section("compile/compile.json", "compile_export.format_compile"),

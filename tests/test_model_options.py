@@ -65,3 +65,21 @@ def test_options_off_by_default_and_old_configs_load_unchanged():
     for path in RESULTS.glob("*/config.json"):                        # records written before these fields
         record = json.loads(path.read_text())["model"]
         assert "mlp" not in record and LMConfig.from_dict(record).mlp == "gelu"
+
+
+def test_attn_dropout_sets_the_attention_weights_dropout_alone():
+    torch.manual_seed(0)
+    default = SpecMixLM(dataclasses.replace(BASE, dropout=0.2))
+    own = SpecMixLM(dataclasses.replace(BASE, dropout=0.2, attn_dropout=0.0))
+    def attention_dropouts(model):
+        return [b.mixer.dropout for b in model.blocks if type(b.mixer).__name__ == "Attention"]
+    assert attention_dropouts(default) == [0.2] and attention_dropouts(own) == [0.0]
+    assert own.drop.p == 0.2 and all(b.drop.p == 0.2 for b in own.blocks)      # the residual branches keep it
+    idx = torch.randint(0, 11, (2, 20))
+    torch.manual_seed(1)
+    a = SpecMixLM(dataclasses.replace(BASE, dropout=0.2)).train()(idx)[0]
+    torch.manual_seed(1)
+    b = SpecMixLM(dataclasses.replace(BASE, dropout=0.2, attn_dropout=None)).train()(idx)[0]
+    assert torch.equal(a, b)                                               # None = --dropout, bit for bit
+    with pytest.raises(UsageError, match="--attn-dropout"):
+        dataclasses.replace(BASE, attn_dropout=1.0)

@@ -74,6 +74,9 @@ class LMConfig:
         "help": "logits = cap * tanh(logits / cap) (none = no cap)"})
     zero_init_out: bool = field(default=False, metadata={
         "help": "start the mixers' and MLPs' output projections at zero (each block starts as the identity)"})
+    attn_dropout: float | None = field(default=None, metadata={
+        "help": "dropout on attention weights (none = --dropout; 0 keeps PyTorch's fused CPU attention kernel, "
+                "which dropout on the weights turns off)"})
 
     def __post_init__(self) -> None:
         if isinstance(self.mixers, str):          # "spectral,local:64" from Python or old JSON
@@ -86,6 +89,8 @@ class LMConfig:
             raise UsageError(f"--logit-softcap must be > 0, got {self.logit_softcap}")
         if self.dropout >= 1:
             raise UsageError(f"--dropout must be < 1, got {self.dropout}")
+        if self.attn_dropout is not None and not 0 <= self.attn_dropout < 1:
+            raise UsageError(f"--attn-dropout must be in [0, 1), got {self.attn_dropout}")
         if len(self.mixers) not in (1, self.n_layers):
             raise UsageError(f"--mixers: {len(self.mixers)} kinds given for n_layers={self.n_layers}; "
                              "give one kind or one per layer")
@@ -141,7 +146,8 @@ class LMConfig:
 
 def build_mixer(kind: MixerKind, cfg: LMConfig) -> nn.Module:
     if kind.name == "attention":
-        return Attention(cfg.d_model, cfg.n_heads, causal=True, window=kind.window, dropout=cfg.dropout,
+        return Attention(cfg.d_model, cfg.n_heads, causal=True, window=kind.window,
+                         dropout=cfg.dropout if cfg.attn_dropout is None else cfg.attn_dropout,
                          rope=cfg.pos_emb == "rope")
     if kind.name == "spectral-taylor":
         return TaylorSpectralMixer(cfg.d_model, cfg.context, head_dim=cfg.head_dim, filter=cfg.filter)

@@ -24,17 +24,18 @@ import torch
 
 from ..data.corpus import CharTokenizer
 from ..model import LMConfig, SpecMixLM
+from .peer_lm import PeerConfig, PeerLM, is_peer_record
 from .checkpoint_store import (MANIFEST, CheckpointError, Checkpoint, read_best, step_folders, verify,
                                write_checkpoint)
 from .state_codec import StateFormatError, load_state_file, save_state_file
 
 __all__ = ["CheckpointError", "config_record", "save_checkpoint", "find_checkpoint", "load_config",
-           "load_model", "load_state", "check_same_run", "holds_checkpoint"]
+           "load_model", "load_trained_model", "load_state", "check_same_run", "holds_checkpoint"]
 
 LEGACY_FILES = ("config.json", "model.safetensors", "state.pt")
 
 
-def config_record(model_cfg: LMConfig, train_record: dict, data) -> dict:
+def config_record(model_cfg: LMConfig | PeerConfig, train_record: dict, data) -> dict:
     """What ``config.json`` holds: the model, the training config and the data's vocabulary."""
     record = {"model": model_cfg.to_dict(), "train": train_record}
     spec = getattr(data, "spec", None)
@@ -185,25 +186,42 @@ def load_model(out: str, device="cpu", context: int | None = None,
     only when nothing in it is tied to the trained length (implicit filters or attention,
     no learned positions); a frequency filter has no taps beyond its ``max_len``.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_model as st_load
     found = find_checkpoint(out, which)
     record = _read_config(found.path)
+    if is_peer_record(record["model"]):
+        raise CheckpointError(f"{out} holds a {record['model']['family']} model of `specmix train-peer`; "
+                              "this command reads specmix LMs only")
     cfg = LMConfig.from_dict(record["model"])
     if context is not None and context > cfg.context:
         _check_extensible(cfg, context)
         cfg = dataclasses.replace(cfg, context=context)
-    weights = os.path.join(found.path, "model.safetensors")
+    model = _fill(SpecMixLM(cfg).to(device), found.path, device)
+    tok = record.get("tokenizer")
+    return model, CharTokenizer.from_dict(tok) if tok else None
+
+
+def load_trained_model(out: str, device="cpu") -> SpecMixLM | PeerLM:
+    """The last checkpoint's model in ``out`` as it was trained: a specmix LM or a peer."""
+    found = find_checkpoint(out, "last")
+    record = _read_config(found.path)["model"]
+    if is_peer_record(record):
+        return _fill(PeerLM(PeerConfig.from_dict(record)).to(device), found.path, device)
+    return load_model(out, device)[0]
+
+
+def _fill(model: torch.nn.Module, folder: str, device) -> torch.nn.Module:
+    """``model`` with the weights of the checkpoint folder ``folder`` loaded into it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model as st_load
+    weights = os.path.join(folder, "model.safetensors")
     if not os.path.isfile(weights):
-        raise CheckpointError(f"no checkpoint in {out}: {weights} does not exist")
-    model = SpecMixLM(cfg).to(device)
+        raise CheckpointError(f"no checkpoint in {folder}: {weights} does not exist")
     try:
         st_load(model, weights, device=str(device))
     except (SafetensorError, RuntimeError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{weights} does not load into the model of its config ({first[:160]})") from None
-    tok = record.get("tokenizer")
-    return model, CharTokenizer.from_dict(tok) if tok else None
+    return model
 
 
 def _check_extensible(cfg: LMConfig, context: int) -> None:
@@ -217,12 +235,16 @@ def _check_extensible(cfg: LMConfig, context: int) -> None:
                               "--filter implicit for a length-free model")
 
 
-def check_same_run(record: dict, model_cfg: LMConfig, train_cfg, same_fields: tuple[str, ...], out: str) -> None:
+def check_same_run(record: dict, model_cfg: LMConfig | PeerConfig, train_cfg, same_fields: tuple[str, ...], out: str) -> None:
     """Refuse to resume from a checkpoint of another configuration, naming each difference.
     ``same_fields``: the training fields that must match (the schedule, data and batches)."""
-    saved_model = dataclasses.replace(LMConfig.from_dict(record["model"]), vocab_size=model_cfg.vocab_size)
+    kind = PeerConfig if is_peer_record(record["model"]) else LMConfig
+    if kind is not type(model_cfg):
+        raise CheckpointError(f"the checkpoint in {out} is from another command (a "
+                              f"{'specmix train-peer' if kind is PeerConfig else 'specmix train'} run)")
+    saved_model = dataclasses.replace(kind.from_dict(record["model"]), vocab_size=model_cfg.vocab_size)
     diffs = [f"{k}: {getattr(saved_model, k)!r} in the checkpoint vs {getattr(model_cfg, k)!r} now"
-             for k in (f.name for f in dataclasses.fields(LMConfig))
+             for k in (f.name for f in dataclasses.fields(kind))
              if getattr(saved_model, k) != getattr(model_cfg, k)]
     saved_train = type(train_cfg).from_dict(record["train"])
     diffs += [f"{k}: {getattr(saved_train, k)!r} in the checkpoint vs {getattr(train_cfg, k)!r} now"

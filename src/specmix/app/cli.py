@@ -72,8 +72,25 @@ def _train_args(p):
 
 def _train(ns) -> int:
     from ..model import LMConfig
-    from .train import TrainConfig, train
-    model_cfg, train_cfg = config_from_args(LMConfig, ns), config_from_args(TrainConfig, ns)
+    from .train import TrainConfig
+    return _run_training(config_from_args(LMConfig, ns), config_from_args(TrainConfig, ns))
+
+
+def _train_peer_args(p):
+    from .peer_lm import PeerConfig
+    from .train import TrainConfig
+    add_config_args(p, PeerConfig, skip=("vocab_size",))
+    add_config_args(p, TrainConfig, skip=("context_parallel", "fsdp"), defaults={"out": "runs/peer"})
+
+
+def _train_peer(ns) -> int:
+    from .peer_lm import PeerConfig
+    from .train import TrainConfig
+    return _run_training(config_from_args(PeerConfig, ns), config_from_args(TrainConfig, ns))
+
+
+def _run_training(model_cfg, train_cfg) -> int:
+    from .train import train
     metrics = train(model_cfg, train_cfg)
     if metrics and os.environ.get("RANK", "0") == "0":            # under torchrun, rank 0 reports
         last = metrics[-1]
@@ -180,6 +197,8 @@ COMMANDS = {
     "reference": Command("the NumPy-only char LM, its ablation and the bigram baseline (no torch)",
                          _reference_args, _reference),
     "train": Command("train a spectral / attention / hybrid LM", _train_args, _train),
+    "train-peer": Command("train a transformers GPT-2 / Mamba / RWKV LM with the same loop", _train_peer_args,
+                          _train_peer),
     "compare": Command("train several mixer stacks with the same budget", _compare_args, _compare),
     "sample": Command("generate text from a checkpoint", _sample_args, _sample),
     "export": Command("write the ONNX file of a trained run (dynamic batch and length)", _export_args, _export),

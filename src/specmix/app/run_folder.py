@@ -120,7 +120,9 @@ class RunFolder:
         exported = bool(committed) and _hf_available()
         if exported:                      # the top level as a Hugging Face folder (specmix.hf.run_dir)
             from ..hf.run_dir import write_hf_files
-            write_hf_files(self.out, self.record, find_checkpoint(self.out, "best").path)
+            from .peer_lm import is_peer_record, write_peer_hf_files
+            write = write_peer_hf_files if is_peer_record(self.record["model"]) else write_hf_files
+            write(self.out, self.record, find_checkpoint(self.out, "best").path)
         elif committed:                   # (a legacy folder keeps its config.json until then)
             atomic_write_text(os.path.join(self.out, "config.json"), json.dumps(self.record, indent=2) + "\n")
         if committed:                     # a legacy layout, now converted

@@ -25,11 +25,12 @@ from ..data.corpus import CharTokenizer
 from ..data.tasks import IGNORE
 from ..model import LMConfig, SpecMixLM
 from ..validation import UsageError, check_fields
-from .checkpoint import check_same_run, config_record, find_checkpoint, load_config, load_model, load_state
+from .checkpoint import check_same_run, config_record, find_checkpoint, load_config, load_state, load_trained_model
 from .checkpoint_store import remove_leftovers
 from . import fsdp
 from .context_parallel import ContextParallel, check_context_parallel
 from .evaluate import evaluate
+from .peer_lm import PeerConfig, PeerLM
 from .optim import describe_groups, get_lr, make_optimizer, muon_momentum  # noqa: F401  (get_lr: tests patch it here)
 from .precision import Precision, resolve_precision
 from .run_folder import Diverged, RunFolder, check_finite_loss, check_out_folder, clear_run  # noqa: F401
@@ -121,17 +122,21 @@ class TrainConfig:
 class _Run:
     """Everything the loop mutates, restored from the checkpoint when resuming."""
 
-    model: SpecMixLM
+    model: SpecMixLM | PeerLM
     opt: torch.optim.Optimizer
     rng: np.random.Generator
     step: int
     metrics: list
 
 
-def _setup(model_cfg: LMConfig, cfg: TrainConfig, resumed: bool, device) -> _Run:
+def _new_model(model_cfg: LMConfig | PeerConfig) -> SpecMixLM | PeerLM:
+    return PeerLM(model_cfg) if isinstance(model_cfg, PeerConfig) else SpecMixLM(model_cfg)
+
+
+def _setup(model_cfg: LMConfig | PeerConfig, cfg: TrainConfig, resumed: bool, device) -> _Run:
     torch.manual_seed(cfg.seed)
     found = find_checkpoint(cfg.out).path if resumed else None     # verified once, read twice
-    model = load_model(found, device)[0] if resumed else SpecMixLM(model_cfg).to(device)
+    model = load_trained_model(found, device) if resumed else _new_model(model_cfg).to(device)
     model = fsdp.shard_model(model, device) if cfg.fsdp else model    # before the optimizer sees it
     run = _Run(model, make_optimizer(model, cfg), np.random.default_rng(cfg.seed), 0, [])
     if resumed:
@@ -172,14 +177,14 @@ class _Plan:
     """What validation resolved: nothing of it has touched the output folder yet."""
 
     data: TokenData | TaskData
-    model_cfg: LMConfig              # with the data's vocabulary
+    model_cfg: LMConfig | PeerConfig  # with the data's vocabulary
     record: dict                     # the checkpoints' config.json
     resumed: bool
     device: torch.device
     precision: Precision
 
 
-def _validate(model_cfg: LMConfig, cfg: TrainConfig, dist: Dist) -> _Plan:
+def _validate(model_cfg: LMConfig | PeerConfig, cfg: TrainConfig, dist: Dist) -> _Plan:
     """Every check that can refuse the run (flags, folder, checkpoint, data), before anything
     is written: a refused command leaves ``out`` as it was."""
     device = resolve_device(cfg.device)
@@ -195,6 +200,9 @@ def _validate(model_cfg: LMConfig, cfg: TrainConfig, dist: Dist) -> _Plan:
     model_cfg = dataclasses.replace(model_cfg, vocab_size=data.vocab_size)
     if saved:
         check_same_run(saved, model_cfg, cfg, TrainConfig.SAME_RUN, cfg.out)
+    if isinstance(model_cfg, PeerConfig) and (cfg.context_parallel > 1 or cfg.fsdp):
+        raise UsageError(f"--{'fsdp' if cfg.fsdp else 'context-parallel'} is for specmix LMs; "
+                         f"{model_cfg.family} trains in one process or with data parallelism")
     check_context_parallel(model_cfg, cfg.context_parallel, cfg.compile)
     if cfg.fsdp:
         fsdp.check_fsdp(dist.world, cfg.context_parallel, cfg.optimizer)
@@ -270,8 +278,9 @@ def _reached_target(run: _Run, cfg: TrainConfig) -> bool:
             and last.get("val_scored_acc", 0.0) >= cfg.target_acc)
 
 
-def train(model_cfg: LMConfig, cfg: TrainConfig, progress: bool = True) -> list[dict]:
+def train(model_cfg: LMConfig | PeerConfig, cfg: TrainConfig, progress: bool = True) -> list[dict]:
     """Train (or resume) and return the metrics rows; see the module docstring for files.
+    ``model_cfg`` is a specmix LM's or, for ``specmix train-peer``, a transformers peer's.
 
     Under ``torchrun`` (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel,
     each rank takes ``batch_size / world`` rows of every micro-batch of the same global

@@ -18,7 +18,7 @@ _DEFAULTS = LMConfig()
 class SpecMixConfig(PretrainedConfig):
     """The shape of a :class:`~specmix.hf.SpecMixForCausalLM`: LMConfig's fields (``vocab_size,
     d_model, n_layers, n_heads, context, mixers, filter, head_dim, mlp_ratio, dropout,
-    tie_embeddings, norm, pos_emb, mlp, logit_softcap, zero_init_out``) plus what ``PretrainedConfig`` takes (``**hf_kwargs``:
+    tie_embeddings, norm, pos_emb, mlp, logit_softcap, zero_init_out, attn_dropout``) plus what ``PretrainedConfig`` takes (``**hf_kwargs``:
     token ids, ``architectures``, ``auto_map``, ...).
 
     Example:
@@ -38,11 +38,12 @@ class SpecMixConfig(PretrainedConfig):
                  dropout: float = _DEFAULTS.dropout, tie_embeddings: bool = _DEFAULTS.tie_embeddings,
                  norm: str = _DEFAULTS.norm, pos_emb: str = _DEFAULTS.pos_emb, mlp: str = _DEFAULTS.mlp,
                  logit_softcap: float | None = _DEFAULTS.logit_softcap,
-                 zero_init_out: bool = _DEFAULTS.zero_init_out, **hf_kwargs) -> None:
+                 zero_init_out: bool = _DEFAULTS.zero_init_out,
+                 attn_dropout: float | None = _DEFAULTS.attn_dropout, **hf_kwargs) -> None:
         lm = LMConfig(vocab_size=vocab_size, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
                       context=context, mixers=mixers, filter=filter, head_dim=head_dim, mlp_ratio=mlp_ratio,
                       dropout=dropout, tie_embeddings=tie_embeddings, norm=norm, pos_emb=pos_emb, mlp=mlp,
-                      logit_softcap=logit_softcap, zero_init_out=zero_init_out)
+                      logit_softcap=logit_softcap, zero_init_out=zero_init_out, attn_dropout=attn_dropout)
         for name in _FIELDS:
             value = getattr(lm, name)
             setattr(self, name, list(value) if name == "mixers" else value)    # JSON keeps a list

@@ -23,7 +23,7 @@ from ..model import LMConfig
 from .configuration import SpecMixConfig
 from .modeling import AUTO_MAP, REMOTE_FILES
 
-__all__ = ["write_hf_files", "char_tokenizer"]
+__all__ = ["write_hf_files", "write_tokenizer", "char_tokenizer"]
 
 
 def char_tokenizer(chars: str):
@@ -54,10 +54,10 @@ def write_hf_files(out: str, record: dict, checkpoint: str) -> None:
     for name, text in REMOTE_FILES.items():
         atomic_write_text(os.path.join(out, name), text)
     if record.get("tokenizer"):
-        _write_tokenizer(out, record["tokenizer"]["chars"])
+        write_tokenizer(out, record["tokenizer"]["chars"])
 
 
-def _write_tokenizer(out: str, chars: str) -> None:
+def write_tokenizer(out: str, chars: str) -> None:
     with tempfile.TemporaryDirectory(dir=out, prefix=".tokenizer-") as tmp:
         char_tokenizer(chars).save_pretrained(tmp)
         for name in os.listdir(tmp):
