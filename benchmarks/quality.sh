@@ -26,11 +26,12 @@ COMMON=(--context 256 --batch-size 32 --min-lr-ratio 0.1 --warmup 100 --weight-d
         --steps 1000000 --eval-batches 16 --device cpu)
 SPECTRAL=(--mixers spectral-gated --filter implicit --n-layers 6 --d-model 128 --dropout 0.2
           --optimizer muon --schedule wsd --cooldown 0.5 --lr 2e-3)
-# attention's winner of quality_search.sh (attn-*): 6 x 128, Muon + WSD, lr 2e-3
+# attention's best of quality_search.sh (attn-*): 6 x 128, Muon + WSD, lr 2e-3, no dropout on the
+# attention weights (it turns off PyTorch's fused CPU attention kernel)
 ATTENTION=(--mixers attention --pos-emb rope --n-layers 6 --d-model 128 --n-heads 4 --dropout 0.2
-           --optimizer muon --schedule wsd --cooldown 0.5 --lr 2e-3)
+           --attn-dropout 0 --optimizer muon --schedule wsd --cooldown 0.5 --lr 2e-3)
 ATTENTION_TRAINING=(--optimizer muon --schedule wsd --cooldown 0.5 --lr 2e-3)
-GPT2=(--family gpt2 --n-layers 6 --d-model 128 --n-heads 4 --dropout 0.2)
+GPT2=(--family gpt2 --n-layers 6 --d-model 128 --n-heads 4 --dropout 0.2 --attn-dropout 0)
 MAMBA=(--family mamba --n-layers 11 --d-model 128)
 
 row() {  # row NAME CORPUS SECONDS EVAL_EVERY COMMAND FLAGS...

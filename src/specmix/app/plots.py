@@ -177,12 +177,13 @@ def plot_quality(report: dict, path: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for run in report["runs"]:
         curve = run["curve"]
-        ax.plot([c["minutes"] for c in curve], [c["val_loss"] for c in curve], "-", lw=1.5,
-                label=f"{run['run']} ({run['params'] / 1e6:.1f}M, best {run['best_val']:.3f})")
+        second_corpus = run["run"].startswith("stdlib-")                  # another corpus: dashed
+        ax.plot([c["minutes"] for c in curve], [c["val_loss"] for c in curve], "--" if second_corpus else "-",
+                lw=1.5, label=f"{run['run']} ({run['params'] / 1e6:.1f}M, best {run['best_val']:.3f})")
     ax.axhline(1.4697, color="gray", ls=":", lw=1, label="nanoGPT baby GPT on an A100 (1.4697)")
     ax.set_xlabel("minutes of training (2 CPU cores)")
     ax.set_ylabel("val loss (nats/char)")
-    ax.set_ylim(top=2.2)
+    ax.set_ylim(top=min(3.5, max([2.2] + [run["best_val"] + 0.3 for run in report["runs"]])))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, path)

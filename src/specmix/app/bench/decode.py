@@ -34,7 +34,8 @@ from .ops import untrained_lm
 @dataclass(frozen=True)
 class DecodeBenchConfig:
     mixers: tuple[str, ...] = field(default=("spectral-gated", "attention"), metadata={
-        "help": "comma list of model kinds (one model per kind, all layers of it)"})
+        "help": "comma list of model kinds (one model per kind, all layers of it); hf-gpt2, hf-mamba, "
+                "hf-rwkv: transformers' models, as deep as matches the first kind's parameters"})
     prompts: tuple[int, ...] = field(default=(1024, 8192, 32768), metadata={"help": "comma list of prompt lengths"})
     batch: tuple[int, ...] = field(default=(1,), metadata={"help": "comma list of batch sizes (sequences decoded together)"})
     new_tokens: int = field(default=128, metadata={"help": "tokens generated after each prompt"})
@@ -56,8 +57,17 @@ class DecodeBenchConfig:
         if self.d_model % self.n_heads:
             raise UsageError(f"--n-heads {self.n_heads} must divide --d-model {self.d_model}")
         from ...model import MixerKind
+        from .peer_decode import PEER_KINDS
         for kind in self.mixers:
-            MixerKind.parse(kind)
+            if kind not in PEER_KINDS:
+                MixerKind.parse(kind)
+        if "hf-rwkv" in self.mixers and max(self.batch) > 1:
+            raise UsageError("--mixers hf-rwkv decodes one sequence at a time (--batch 1): transformers' RWKV "
+                             "broadcasts its one-token step wrongly at batch > 1 (its token-shift state is (B, D), "
+                             "not (B, 1, D)), giving other logits")
+        if self.mixers[0] in PEER_KINDS:
+            raise UsageError(f"--mixers: the first kind must be a specmix one (the peers match its parameters), "
+                             f"got {self.mixers[0]!r}")
 
 
 def _steps(model, logits: torch.Tensor, states: list, start: int, new_tokens: int, sync) -> float:
@@ -85,18 +95,34 @@ def _row(kind: str, prompt: int, batch: int, model, prefill_s: float, steps_s: l
          state_bytes: int) -> dict:
     steps_ms = summarize([s * 1e3 for s in steps_s])["ms"]             # medians
     return {"mixers": kind, "prompt": prompt, "batch": batch, "new_tokens": new_tokens, "params": model.num_params(),
+            "n_layers": model.config.n_layers,
             "prefill_ms": prefill_s * 1e3, "ms_per_token": steps_ms / new_tokens,
             "tokens_per_s": batch * new_tokens / (steps_ms / 1e3), "state_mb_per_seq": state_bytes / 2**20,
             "steps_ms_per_repeat": [s * 1e3 for s in steps_s]}
 
 
+def _models(cfg: DecodeBenchConfig, context: int, device: torch.device) -> dict:
+    """One untrained model per kind; a transformers peer (``hf-*``) as deep as matches the first
+    kind's parameter count (:func:`~specmix.app.bench.peer_decode.matched_depth`)."""
+    from .peer_decode import PEER_KINDS, PeerDecoder, matched_depth
+    models = {}
+    for kind in cfg.mixers:
+        if kind in PEER_KINDS:
+            first = models[cfg.mixers[0]].num_params()
+            depth = matched_depth(kind.removeprefix("hf-"), first, d_model=cfg.d_model, n_heads=cfg.n_heads,
+                                  context=context)
+            models[kind] = PeerDecoder(kind, d_model=cfg.d_model, n_layers=depth, n_heads=cfg.n_heads,
+                                       context=context, device=device)
+        else:
+            models[kind] = untrained_lm(kind, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
+                                        context=context, device=str(device), filter=cfg.filter).eval()
+    return models
+
+
 def measure_prompt(prompt: int, batch: int, cfg: DecodeBenchConfig, device: torch.device) -> tuple[list[dict], dict]:
     """Every kind at one prompt length and batch, their repeats alternating: the rows and, for
     each kind after the first, the median per-repeat ratio ``its step time / the first kind's``."""
-    models = {kind: untrained_lm(kind, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
-                                 context=prompt + cfg.new_tokens, device=str(device),
-                                 filter=cfg.filter).eval()
-              for kind in cfg.mixers}
+    models = _models(cfg, prompt + cfg.new_tokens, device)
     gen = torch.Generator(device=device).manual_seed(0)
     idx = torch.randint(0, models[cfg.mixers[0]].config.vocab_size, (batch, prompt), device=device,
                         generator=gen)                                              # (B, P)
@@ -158,4 +184,7 @@ def format_decode(report: dict) -> str:
                     + [f"{by[(k, prompt, batch)]['prefill_ms']:.0f}" for k in kinds]
                     + [f"{ratios[key][k]:.2f}x" for k in kinds[1:] if ratios]
                     + ([f"{by[(k, prompt, batch)]['state_mb_per_seq']:.1f}" for k in kinds] if batched else []))
-    return "\n".join(markdown_table(head, rows))
+    first = {k: by[(k, *next(iter(by))[1:])] for k in kinds}
+    sizes = ", ".join(f"{k} {r['params'] / 1e6:.2f}M ({r.get('n_layers', '?')} layers)" for k, r in first.items())
+    return "\n".join(markdown_table(head, rows)) + (f"\n\nParameters at the first prompt: {sizes}."
+                                                    if any(k.startswith("hf-") for k in kinds) else "")

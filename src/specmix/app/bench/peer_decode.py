@@ -1,0 +1,98 @@
+"""transformers' causal LMs behind ``bench-decode``'s interface, so their cached decoding is
+timed beside specmix's: kinds ``hf-gpt2`` (SDPA, a DynamicCache of keys and values),
+``hf-mamba`` (convolution and SSM states) and ``hf-rwkv`` (its five per-layer state tensors).
+
+:class:`PeerDecoder` builds the untrained model from a :class:`~specmix.app.peer_lm.PeerConfig`
+(65 tokens, like :func:`~specmix.app.bench.ops.untrained_lm`) and runs it as a user would:
+one forward over the prompt with ``use_cache=True``, then one forward per new token with the
+returned cache. Its depth is chosen so that its parameters match a specmix LM's (nearest
+count): the families' blocks differ in size.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..peer_lm import PeerConfig, PeerLM
+
+__all__ = ["PEER_KINDS", "PeerDecoder", "matched_depth"]
+
+PEER_KINDS = ("hf-gpt2", "hf-mamba", "hf-rwkv")
+
+
+def _params(family: str, n_layers: int, d_model: int, n_heads: int, context: int) -> int:
+    cfg = PeerConfig(family=family, vocab_size=65, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+                     context=context)
+    return sum(p.numel() for p in PeerLM(cfg).parameters())
+
+
+def matched_depth(family: str, target_params: int, *, d_model: int, n_heads: int, context: int) -> int:
+    """The depth (>= 2) whose parameter count is nearest ``target_params`` at width ``d_model``
+    (the count grows linearly with depth: two sizes give it)."""
+    two, three = (_params(family, n, d_model, n_heads, context) for n in (2, 3))
+    per_layer = three - two
+    return max(2, round((target_params - (two - 2 * per_layer)) / per_layer))
+
+
+class _PeerState:
+    """One sequence batch's cache; ``batch_tensors()`` lists its tensors (for the memory figure)."""
+
+    def __init__(self, cache):
+        self.cache = cache
+
+    def batch_tensors(self) -> list[torch.Tensor]:
+        found, seen = [], set()
+
+        def walk(obj, depth):
+            if isinstance(obj, torch.Tensor):
+                found.append(obj)
+            elif depth < 8 and isinstance(obj, (list, tuple)):
+                for item in obj:
+                    walk(item, depth + 1)
+            elif depth < 8 and isinstance(obj, dict):
+                for item in obj.values():
+                    walk(item, depth + 1)
+            elif depth < 8 and hasattr(obj, "__dict__") and id(obj) not in seen:
+                seen.add(id(obj))
+                walk(vars(obj), depth + 1)
+        walk(self.cache, 0)
+        return found
+
+
+def _cache_of(out, family: str):
+    """The returned cache: RWKV's ``state`` (five tensors), else the ``cache`` object."""
+    value = out.state if family == "rwkv" else out.cache
+    if value is None:
+        raise RuntimeError(f"{type(out).__name__} returned no cache")
+    return value
+
+
+class PeerDecoder:
+    """``prefill(idx (B, P)) -> (logits (B, V), states)``, ``step(token (B,), pos, states) ->
+    logits (B, V)`` of an untrained transformers LM (see the module docstring)."""
+
+    def __init__(self, kind: str, *, d_model: int, n_layers: int, n_heads: int, context: int, device):
+        if kind not in PEER_KINDS:
+            raise ValueError(f"PeerDecoder: kind must be one of {PEER_KINDS}, got {kind!r}")
+        torch.manual_seed(0)
+        self.family = kind.removeprefix("hf-")
+        cfg = PeerConfig(family=self.family, vocab_size=65, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+                         context=context)
+        self.lm = PeerLM(cfg).to(device).eval()
+        self.config = cfg
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.lm.parameters())
+
+    def _cache_kwargs(self, states: list) -> dict:
+        return {"state" if self.family == "rwkv" else "cache": states[0].cache}
+
+    @torch.no_grad()
+    def prefill(self, idx: torch.Tensor) -> tuple[torch.Tensor, list]:
+        out = self.lm.net(input_ids=idx, use_cache=True)
+        return out.logits[:, -1], [_PeerState(_cache_of(out, self.family))]
+
+    @torch.no_grad()
+    def step(self, token: torch.Tensor, pos: int, states: list) -> torch.Tensor:
+        out = self.lm.net(input_ids=token[:, None], use_cache=True, **self._cache_kwargs(states))   # (B, 1, V)
+        states[0].cache = _cache_of(out, self.family)
+        return out.logits[:, -1]
