@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
 # specmix side by side with what users would install instead (docs/benchmarks.md, docs/long-context.md):
 #   bash benchmarks/peers.sh            # every part, then the README and docs tables
-#   bash benchmarks/peers.sh op         # one part: op | decode
+#   bash benchmarks/peers.sh op         # one part: op | decode | lm | lm-decode
 # op:     the causal long convolution against flash-linear-attention's LongConvolution and
 #         ImplicitLongConvolution (fla-core, installed here from the package index), same maths,
 #         same (B, N, D), both sides in one process, alternating (bench-pairs)
 # decode: batched cached decoding, attention's KV cache against the folded spectral state
+# lm:     one training step of the spectral-gated LM (implicit filter, 6 x 128) against transformers'
+#         GPT-2 (SDPA), Mamba (its PyTorch path, mambapy's scan) and RWKV, each as deep as matches its
+#         parameters, fp32 and bf16 autocast (RWKV at 1K only: its CPU path loops over tokens in Python)
+# lm-decode: cached decoding of the same models after 1K / 8K / 32K prompts, one sequence
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 R=benchmarks/results
-PARTS=${1:-op decode}
+PARTS=${1:-op decode lm lm-decode}
 
-# fla-core is pure Python (its ops need only torch and einops); check that nothing replaces torch
-if ! $PY -c "import importlib.util as u, sys; sys.exit(u.find_spec('fla') is None)"; then
-  $PY -m pip install --dry-run fla-core==0.6.0 | grep -q "torch-" && { echo "fla-core would replace torch" >&2; exit 1; }
-  $PY -m pip install --quiet fla-core==0.6.0
-fi
+# the peers come from the package index (fla-core and mambapy are pure Python, transformers is
+# the hf extra); check first that nothing would replace the CPU torch
+for pkg in fla-core==0.6.0 mambapy==1.2.0 transformers==5.24.0; do
+  module=$(echo "${pkg%%==*}" | sed 's/fla-core/fla/')
+  if ! $PY -c "import importlib.util as u, sys; sys.exit(u.find_spec('$module') is None)"; then
+    $PY -m pip install --dry-run "$pkg" | grep -q "torch-" && { echo "$pkg would replace torch" >&2; exit 1; }
+    $PY -m pip install --quiet "$pkg"
+  fi
+done
 
 for part in $PARTS; do
   case $part in
@@ -38,7 +46,20 @@ for part in $PARTS; do
   decode)   # 4-layer d 128 untrained models, 128 new tokens per sequence
     $PY -m specmix bench-decode --prompts 1024,8192,32768 --batch 1,8,32 --new-tokens 128 \
         --d-model 128 --n-layers 4 --n-heads 4 --repeats 3 --device cpu --out $R/decode-batch ;;
-  *) echo "unknown part $part (op | decode)" >&2; exit 2 ;;
+  lm)
+    for dtype in float32 bfloat16; do
+      for peer in hf-gpt2 hf-mamba hf-rwkv; do
+        lengths=1024,8192; [ $peer = hf-rwkv ] && lengths=1024
+        $PY -m specmix bench-pairs --backend lm --op spectral-gated --against $peer --filter implicit \
+            --n-layers 6 --d-model 128 --batch 1 --bases $lengths --neighbours $lengths --rounds 5 \
+            --dtype $dtype --out $R/peers-lm/$peer-$dtype
+      done
+    done ;;
+  lm-decode)
+    $PY -m specmix bench-decode --mixers spectral-gated,hf-gpt2,hf-mamba,hf-rwkv --filter implicit \
+        --prompts 1024,8192,32768 --batch 1 --new-tokens 32 --d-model 128 --n-layers 6 --n-heads 4 \
+        --repeats 3 --device cpu --out $R/peers-decode ;;
+  *) echo "unknown part $part (op | decode | lm | lm-decode)" >&2; exit 2 ;;
   esac
 done
 $PY benchmarks/update_readme.py

@@ -62,3 +62,14 @@ def test_rwkv_decodes_one_sequence_at_a_time():
     with torch.no_grad():
         full = model.lm.net(input_ids=idx).logits[:, -1]
     assert not torch.allclose(model.step(idx[:, 4], 4, states), full, atol=1e-3)
+
+
+def test_bench_pairs_times_a_peer_training_step_beside_specmix(tmp_path):
+    from specmix.app.bench.pairs import PairBenchConfig, format_pairs, measure_pair
+    cfg = PairBenchConfig(backend="lm", op="spectral-gated", against="hf-mamba", bases=(32,), neighbours=(32,),
+                          d_model=16, n_layers=2, filter="implicit", rounds=2, out=str(tmp_path))
+    row = measure_pair(cfg, 32, 32)
+    assert row["base_ms"] > 0 and row["neighbour_ms"] > 0
+    assert abs(row["neighbour_params"] / row["base_params"] - 1) < 0.5      # one block of either size apart
+    text = format_pairs({"config": vars(cfg) | {"bases": [32], "neighbours": [32]}, "env": {}, "rows": [row]})
+    assert "hf-mamba 32 (" in text and "implicit filter" in text

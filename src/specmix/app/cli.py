@@ -97,15 +97,16 @@ def _run_training(model_cfg, train_cfg) -> int:
         acc = f"  val answer acc {last['val_answer_acc']:.3f}" if "val_answer_acc" in last else \
             (f"  val scored acc {last['val_scored_acc']:.3f}" if "val_scored_acc" in last else "")
         print(f"step {last['step']}: train {last['train_loss']:.4f}  val {last['val_loss']:.4f}{acc}  "
-              f"(checkpoint in {train_cfg.out}){_best_line(train_cfg.out)}")
+              f"(checkpoint in {train_cfg.out}){_best_line(train_cfg.out, hasattr(model_cfg, 'mixers'))}")
     return 0
 
 
-def _best_line(out: str) -> str:
-    """The best checkpoint, only when best.json names one."""
+def _best_line(out: str, sampled: bool = True) -> str:
+    """The best checkpoint, only when best.json names one (``sampled``: `specmix sample` reads it)."""
     from .checkpoint_store import read_best
     best = read_best(out)
-    return "" if best is None else f"; best val {best['val_loss']:.4f} at step {best['step']} (sample --weights best)"
+    hint = " (sample --weights best)" if sampled else ""
+    return "" if best is None else f"; best val {best['val_loss']:.4f} at step {best['step']}{hint}"
 
 
 def _sample_args(p):

@@ -41,6 +41,7 @@ class OpSpec:
     mode: str
     device: str
     n_layers: int = 4
+    filter: str = "frequency"
 
 
 def spectral_n_fft(n: int, backend: str = "torch") -> int:
@@ -191,9 +192,12 @@ def make_lm_op(spec: OpSpec) -> Callable[[], object]:
 
     autocast = spec.dtype == "bfloat16"
     ceiling = spec.op == GATED_CEILING
-    model = untrained_lm("spectral-gated" if ceiling else spec.op, d_model=spec.d_model,
-                         n_layers=spec.n_layers, n_heads=spec.heads, context=spec.n,
-                         device=spec.device, dtype="float32" if autocast else spec.dtype)
+    model = untrained_lm("spectral-gated" if ceiling or spec.op.startswith("hf-") else spec.op,
+                         d_model=spec.d_model, n_layers=spec.n_layers, n_heads=spec.heads, context=spec.n,
+                         device=spec.device, dtype="float32" if autocast else spec.dtype, filter=spec.filter)
+    if spec.op.startswith("hf-"):                       # a transformers peer as large as that LM
+        from .peer_decode import peer_like
+        model = peer_like(spec.op, model, device=spec.device)
     if ceiling:
         from .ceiling import with_gated_projections
         model = with_gated_projections(model)
@@ -207,6 +211,7 @@ def make_lm_op(spec: OpSpec) -> Callable[[], object]:
         def forward():
             with precision():
                 return model(x)[0]
+        forward.params = sum(p.numel() for p in model.parameters())
         return forward
     from ..train import TrainConfig, make_optimizer
     opt = make_optimizer(model, TrainConfig(lr=1e-4))       # the training CLI's AdamW (fused, groups)
@@ -218,4 +223,5 @@ def make_lm_op(spec: OpSpec) -> Callable[[], object]:
         opt.step()
         opt.zero_grad(set_to_none=True)
         return loss
+    step.params = sum(p.numel() for p in model.parameters())
     return step

@@ -32,11 +32,12 @@ from ..tables import markdown_table
 from .harness import MALLOC_TUNE, cpu_label, environment, fresh_process_pool, synchronizer, timed
 from .harness import peak_memory_mb
 from .ops import GATED_CEILING, OpSpec, make_lm_op, make_torch_op
+from .peer_decode import PEER_KINDS
 from .peers import PEER_OPS, SPECMIX_PEER_OPS, fla_version
 
 
 TORCH_OPS = ("sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "spectral-layer", *SPECMIX_PEER_OPS, *PEER_OPS)
-LM_OPS = ("attention", "spectral", "spectral-gated", GATED_CEILING)
+LM_OPS = ("attention", "spectral", "spectral-gated", GATED_CEILING, *PEER_KINDS)
 Op = Literal[tuple(dict.fromkeys(TORCH_OPS + LM_OPS))]      # either backend's; checked per backend
 DEFAULT_WIDTH = {"torch": 256, "lm": 128}                   # d_model when --d-model is not given
 
@@ -46,8 +47,9 @@ class PairBenchConfig:
     backend: Literal["torch", "lm"] = field(default="torch", metadata={
         "help": "torch: one op (d_model 256 by default); lm: a whole LM's training step (d_model 128)"})
     op: Op = field(default="spectral", metadata={
-        "help": f"side A: a torch op {TORCH_OPS} or, --backend lm, a mixer kind {LM_OPS[:-1]} or "
-                f"{GATED_CEILING} (the gated stack with nothing mixed along N: its ceiling)"})
+        "help": f"side A: a torch op {TORCH_OPS} or, --backend lm, a mixer kind {LM_OPS[:3]}, "
+                f"{GATED_CEILING} (the gated stack with nothing mixed along N: its ceiling) or a transformers "
+                f"LM {PEER_KINDS} as deep as matches the spectral-gated LM's parameters"})
     against: Op | None = field(default=None, metadata={"help": "the op of side B; none = --op"})
     bases: tuple[int, ...] = field(default=(4096, 65536), metadata={"help": "comma list of side A's lengths"})
     neighbours: tuple[int, ...] = field(default=(4099, 65537), metadata={
@@ -58,6 +60,8 @@ class PairBenchConfig:
     n_layers: int = field(default=4, metadata={"help": "--backend lm: layers of each model"})
     dtype: Literal["float32", "bfloat16"] = field(default="float32", metadata={
         "help": "--backend lm: float32, or bfloat16 autocast (the training CLI's)"})
+    filter: Literal["frequency", "implicit"] = field(default="frequency", metadata={
+        "help": "--backend lm: the spectral layers' filter (implicit: parameters independent of the length)"})
     rounds: int = field(default=31, metadata={"help": "alternating rounds (each times both sides)"})
     calls: int = field(default=1, metadata={
         "help": "calls of each side per round; above 1 the first of each block only warms the "
@@ -88,7 +92,8 @@ class PairBenchConfig:
 
 def _op(cfg: PairBenchConfig, op: str, n: int):
     spec = OpSpec(backend=cfg.backend, op=op, n=n, d_model=cfg.width, batch=cfg.batch, heads=4,
-                  window=256, dtype=cfg.dtype, mode=cfg.mode, device=cfg.device, n_layers=cfg.n_layers)
+                  window=256, dtype=cfg.dtype, mode=cfg.mode, device=cfg.device, n_layers=cfg.n_layers,
+                  filter=cfg.filter)
     return make_lm_op(spec) if cfg.backend == "lm" else make_torch_op(spec)
 
 
@@ -108,7 +113,8 @@ def measure_pair(cfg: PairBenchConfig, base: int, neighbour: int) -> dict:
             ms[side].append(float(np.median(block[1:] if cfg.calls > 1 else block)))
     ratios = np.array(ms[1]) / np.array(ms[0])
     peaks = [peak_memory_mb(fn, cfg.device, sync) for fn in calls]     # one warm call each
-    return {"base_op": cfg.op, "base": base, "neighbour_op": b_op, "neighbour": neighbour,
+    params = {f"{side}_params": getattr(fn, "params", None) for side, fn in zip(("base", "neighbour"), calls)}
+    return {"base_op": cfg.op, "base": base, "neighbour_op": b_op, "neighbour": neighbour, **params,
             "base_peak_mb": peaks[0], "neighbour_peak_mb": peaks[1],
             "base_ms": float(np.median(ms[0])), "neighbour_ms": float(np.median(ms[1])),
             "ratio": float(np.median(ratios)), "ratio_min": float(ratios.min()),
@@ -130,6 +136,9 @@ def run_pair_bench(cfg: PairBenchConfig) -> dict:
     report = {"config": asdict(cfg), "torch": torch.__version__, "env": env, "rows": rows}
     if {cfg.op, cfg.against} & set(PEER_OPS):
         report["peers"] = {"fla-core": fla_version()}
+    if {cfg.op, cfg.against} & set(PEER_KINDS):
+        import transformers
+        report["peers"] = {"transformers": transformers.__version__}
     os.makedirs(cfg.out, exist_ok=True)
     atomic_write_text(os.path.join(cfg.out, "pairs.json"), json.dumps(report, indent=2) + "\n")
     return report
@@ -140,7 +149,10 @@ def format_pairs(report: dict) -> str:
     head = ["A", "B", "A ms", "B ms", "B / A (median of rounds)", "range"]
     peaks = "base_peak_mb" in report["rows"][0] and report["rows"][0]["base_peak_mb"] is not None
     head += ["A peak MB", "B peak MB"] if peaks else []
-    rows = [[f"{r.get('base_op', cfg['op'])} {r['base']}", f"{r.get('neighbour_op', cfg['op'])} {r['neighbour']}",
+    def side(r, which, op):                              # "op N" (+ parameters where recorded)
+        params = r.get(f"{which}_params")
+        return f"{r.get(f'{which}_op', op)} {r[which]}" + (f" ({params / 1e6:.2f}M)" if params else "")
+    rows = [[side(r, "base", cfg["op"]), side(r, "neighbour", cfg["op"]),
              f"{r['base_ms']:.2f}", f"{r['neighbour_ms']:.2f}", f"{r['ratio']:.3f}",
              f"{r['ratio_min']:.2f} - {r['ratio_max']:.2f}"]
             + ([f"{r['base_peak_mb']:.0f}", f"{r['neighbour_peak_mb']:.0f}"] if peaks else [])
@@ -162,5 +174,8 @@ def _what(cfg: dict) -> str:
     width = cfg["d_model"] or DEFAULT_WIDTH[backend]
     if backend == "lm":
         mode = "one training step" if cfg["mode"] == "train" else "one forward"
-        return f"{mode} of {cfg['n_layers']}-layer LMs, d_model {width}, {cfg['dtype']}"
+        filt = f", {cfg['filter']} filter" if cfg.get("filter", "frequency") != "frequency" else ""
+        peer = ("; transformers' LMs as deep as matches the spectral-gated LM's parameters"
+                if {cfg["op"], cfg.get("against")} & set(PEER_KINDS) else "")
+        return f"{mode} of {cfg['n_layers']}-layer LMs, d_model {width}, {cfg['dtype']}{filt}{peer}"
     return f"{cfg['mode']}, d_model {width}, float32"

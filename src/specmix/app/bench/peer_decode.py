@@ -14,23 +14,37 @@ import torch
 
 from ..peer_lm import PeerConfig, PeerLM
 
-__all__ = ["PEER_KINDS", "PeerDecoder", "matched_depth"]
+__all__ = ["PEER_KINDS", "PeerDecoder", "matched_depth", "peer_like"]
 
 PEER_KINDS = ("hf-gpt2", "hf-mamba", "hf-rwkv")
 
 
 def _params(family: str, n_layers: int, d_model: int, n_heads: int, context: int) -> int:
+    """Parameters, GPT-2's position table left out (it grows with the context, not the model)."""
     cfg = PeerConfig(family=family, vocab_size=65, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
                      context=context)
-    return sum(p.numel() for p in PeerLM(cfg).parameters())
+    positions = context * d_model if family == "gpt2" else 0
+    return sum(p.numel() for p in PeerLM(cfg).parameters()) - positions
 
 
 def matched_depth(family: str, target_params: int, *, d_model: int, n_heads: int, context: int) -> int:
-    """The depth (>= 2) whose parameter count is nearest ``target_params`` at width ``d_model``
-    (the count grows linearly with depth: two sizes give it)."""
+    """The depth (>= 2) whose parameter count (GPT-2's position table left out) is nearest
+    ``target_params`` at width ``d_model`` (the count grows linearly with depth: two sizes give it)."""
     two, three = (_params(family, n, d_model, n_heads, context) for n in (2, 3))
     per_layer = three - two
     return max(2, round((target_params - (two - 2 * per_layer)) / per_layer))
+
+
+def peer_like(kind: str, lm, device="cpu") -> PeerLM:
+    """An untrained transformers LM of ``kind`` (``hf-gpt2`` ...) with ``lm``'s width, heads and
+    context, as deep as matches ``lm``'s parameter count (for timing its training step)."""
+    c = lm.config
+    family = kind.removeprefix("hf-")
+    depth = matched_depth(family, sum(p.numel() for p in lm.parameters()), d_model=c.d_model, n_heads=c.n_heads,
+                          context=c.context)
+    torch.manual_seed(0)
+    return PeerLM(PeerConfig(family=family, vocab_size=c.vocab_size, d_model=c.d_model, n_layers=depth,
+                             n_heads=c.n_heads, context=c.context)).to(device)
 
 
 class _PeerState:
