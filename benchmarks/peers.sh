@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # specmix side by side with what users would install instead (docs/benchmarks.md, docs/long-context.md):
 #   bash benchmarks/peers.sh            # every part, then the README and docs tables
-#   bash benchmarks/peers.sh op         # one part: op | decode | lm | lm-decode
+#   bash benchmarks/peers.sh op         # one part: op | decode | lm | lm-decode | bidir
 # op:     the causal long convolution against flash-linear-attention's LongConvolution and
 #         ImplicitLongConvolution (fla-core, installed here from the package index), same maths,
 #         same (B, N, D), both sides in one process, alternating (bench-pairs)
@@ -10,11 +10,15 @@
 #         GPT-2 (SDPA), Mamba (its PyTorch path, mambapy's scan) and RWKV, each as deep as matches its
 #         parameters, fp32 and bf16 autocast (RWKV at 1K only: its CPU path loops over tokens in Python)
 # lm-decode: cached decoding of the same models after 1K / 8K / 32K prompts, one sequence
+# bidir:  BERT-shaped masked-LM encoders (4 x 128): transformers' BERT with its self-attention swapped
+#         for spectral mixing against BERT (SDPA) and FNet, forward and training step at 512 .. 16K;
+#         then masked-character modelling on tiny Shakespeare, the same minutes for each
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 R=benchmarks/results
-PARTS=${1:-op decode lm lm-decode}
+PARTS=${1:-op decode lm lm-decode bidir}
+DATA=${DATA:-../shared/data/tinyshakespeare.txt}
 
 # the peers come from the package index (fla-core and mambapy are pure Python, transformers is
 # the hf extra); check first that nothing would replace the CPU torch
@@ -59,7 +63,16 @@ for part in $PARTS; do
     $PY -m specmix bench-decode --mixers spectral-gated,hf-gpt2,hf-mamba,hf-rwkv --filter implicit \
         --prompts 1024,8192,32768 --batch 1 --new-tokens 32 --d-model 128 --n-layers 6 --n-heads 4 \
         --repeats 3 --device cpu --out $R/peers-decode ;;
-  *) echo "unknown part $part (op | decode | lm | lm-decode)" >&2; exit 2 ;;
+  bidir)
+    for peer in enc-bert enc-fnet; do
+      for mode in forward train; do
+        $PY -m specmix bench-pairs --backend lm --op enc-spectral --against $peer --mode $mode --n-layers 4 \
+            --d-model 128 --batch 1 --bases 512,2048,8192,16384 --neighbours 512,2048,8192,16384 --rounds 5 \
+            --out $R/peers-bidir/$peer-$mode
+      done
+    done
+    $PY -m specmix bench-mlm --data "$DATA" --seconds 180 --out $R/peers-mlm ;;
+  *) echo "unknown part $part (op | decode | lm | lm-decode | bidir)" >&2; exit 2 ;;
   esac
 done
 $PY benchmarks/update_readme.py

@@ -258,6 +258,18 @@ def _peers_op(name: str, mode: str):
     return render
 
 
+def _pairs_folder(folder: str):
+    """Every ``FOLDER/*/pairs.json``, one table each, in name order."""
+    def render() -> str | None:
+        from specmix.app.bench.pairs import format_pairs
+        paths = sorted((RESULTS / folder).glob("*/pairs.json"))
+        if not paths:
+            return None
+        return "\n\n".join(f"`{p.relative_to(ROOT)}`:\n\n" + format_pairs(json.loads(p.read_text()))
+                              for p in paths)
+    return render
+
+
 def _headline() -> str | None:
     from readme_headline import headline_rows
 
@@ -316,6 +328,10 @@ SECTIONS = {
     "peers-implicit-train": _peers_op("implicit-long-conv", "train"),
     "peers-implicit-forward": _peers_op("implicit-long-conv", "forward"),
     "decode-batch": _decode("decode-batch"),
+    "peers-lm": _pairs_folder("peers-lm"),
+    "peers-decode": _decode("peers-decode"),
+    "peers-bidir": _pairs_folder("peers-bidir"),
+    "peers-mlm": _json_section("peers-mlm/mlm.json", "specmix.app.bench.encoders.format_mlm"),
     "mqar": _json_section("mqar/mqar.json", "specmix.app.bench.mqar.format_mqar"),
     "mqar-full": _json_section("mqar-full/mqar.json", "specmix.app.bench.mqar.format_mqar"),
 }

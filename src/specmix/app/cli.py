@@ -207,6 +207,8 @@ COMMANDS = {
                             _eval_lengths_args, _eval_lengths),
     "bench-decode": _report_command("cached generation speed after long prompts", ".bench.decode",
                                     "DecodeBenchConfig", "run_decode_bench", "format_decode", "decode.json"),
+    "bench-mlm": _report_command("masked-character modelling: swapped BERT, BERT and FNet, equal time each",
+                                 ".bench.encoders", "MLMBenchConfig", "run_mlm_bench", "format_mlm", "mlm.json"),
     "bench-pairs": _report_command("two lengths (4096 vs 4099) or two ops timed alternately in one process",
                                    ".bench.pairs", "PairBenchConfig", "run_pair_bench", "format_pairs",
                                    "pairs.json"),

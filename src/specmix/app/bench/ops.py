@@ -190,6 +190,10 @@ def make_lm_op(spec: OpSpec) -> Callable[[], object]:
 
     import torch
 
+    if spec.op.startswith("enc-"):                     # a bidirectional masked-LM encoder
+        from .encoders import make_encoder_op
+        return make_encoder_op(spec.op, n=spec.n, d_model=spec.d_model, n_layers=spec.n_layers, batch=spec.batch,
+                               mode=spec.mode, dtype=spec.dtype, device=spec.device)
     autocast = spec.dtype == "bfloat16"
     ceiling = spec.op == GATED_CEILING
     model = untrained_lm("spectral-gated" if ceiling or spec.op.startswith("hf-") else spec.op,

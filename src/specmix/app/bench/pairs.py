@@ -32,12 +32,13 @@ from ..tables import markdown_table
 from .harness import MALLOC_TUNE, cpu_label, environment, fresh_process_pool, synchronizer, timed
 from .harness import peak_memory_mb
 from .ops import GATED_CEILING, OpSpec, make_lm_op, make_torch_op
+from .encoders import ENCODER_KINDS
 from .peer_decode import PEER_KINDS
 from .peers import PEER_OPS, SPECMIX_PEER_OPS, fla_version
 
 
 TORCH_OPS = ("sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "spectral-layer", *SPECMIX_PEER_OPS, *PEER_OPS)
-LM_OPS = ("attention", "spectral", "spectral-gated", GATED_CEILING, *PEER_KINDS)
+LM_OPS = ("attention", "spectral", "spectral-gated", GATED_CEILING, *PEER_KINDS, *ENCODER_KINDS)
 Op = Literal[tuple(dict.fromkeys(TORCH_OPS + LM_OPS))]      # either backend's; checked per backend
 DEFAULT_WIDTH = {"torch": 256, "lm": 128}                   # d_model when --d-model is not given
 
@@ -49,7 +50,8 @@ class PairBenchConfig:
     op: Op = field(default="spectral", metadata={
         "help": f"side A: a torch op {TORCH_OPS} or, --backend lm, a mixer kind {LM_OPS[:3]}, "
                 f"{GATED_CEILING} (the gated stack with nothing mixed along N: its ceiling) or a transformers "
-                f"LM {PEER_KINDS} as deep as matches the spectral-gated LM's parameters"})
+                f"LM {PEER_KINDS} as deep as matches the spectral-gated LM's parameters, or a bidirectional "
+                f"masked-LM encoder {ENCODER_KINDS} (swapped BERT, BERT, FNet; same width and depth)"})
     against: Op | None = field(default=None, metadata={"help": "the op of side B; none = --op"})
     bases: tuple[int, ...] = field(default=(4096, 65536), metadata={"help": "comma list of side A's lengths"})
     neighbours: tuple[int, ...] = field(default=(4099, 65537), metadata={
@@ -136,7 +138,7 @@ def run_pair_bench(cfg: PairBenchConfig) -> dict:
     report = {"config": asdict(cfg), "torch": torch.__version__, "env": env, "rows": rows}
     if {cfg.op, cfg.against} & set(PEER_OPS):
         report["peers"] = {"fla-core": fla_version()}
-    if {cfg.op, cfg.against} & set(PEER_KINDS):
+    if {cfg.op, cfg.against} & set(PEER_KINDS + ENCODER_KINDS):
         import transformers
         report["peers"] = {"transformers": transformers.__version__}
     os.makedirs(cfg.out, exist_ok=True)
@@ -175,7 +177,10 @@ def _what(cfg: dict) -> str:
     if backend == "lm":
         mode = "one training step" if cfg["mode"] == "train" else "one forward"
         filt = f", {cfg['filter']} filter" if cfg.get("filter", "frequency") != "frequency" else ""
+        ops = {cfg["op"], cfg.get("against")}
         peer = ("; transformers' LMs as deep as matches the spectral-gated LM's parameters"
-                if {cfg["op"], cfg.get("against")} & set(PEER_KINDS) else "")
+                if ops & set(PEER_KINDS) else "")
+        if ops <= set(ENCODER_KINDS):
+            return f"{mode} of {cfg['n_layers']}-layer masked-LM encoders, d_model {width}, {cfg['dtype']}"
         return f"{mode} of {cfg['n_layers']}-layer LMs, d_model {width}, {cfg['dtype']}{filt}{peer}"
     return f"{cfg['mode']}, d_model {width}, float32"
