@@ -53,8 +53,8 @@ def test_training_does_not_mutate_its_configs(data, tmp_path):
 
 
 def test_every_command_has_a_help_page(capsys):
-    for command in ("demo", "bench", "reference", "train", "compare", "sample", "eval-lengths",
-                    "bench-decode", "bench-pairs"):
+    for command in ("demo", "bench", "reference", "train", "train-peer", "compare", "sample", "eval-lengths",
+                    "bench-decode", "bench-pairs", "bench-mlm", "export"):
         with pytest.raises(SystemExit) as done:
             main([command, "--help"])
         assert done.value.code == 0

@@ -36,12 +36,13 @@ def test_matched_depth_is_the_nearest_parameter_count(family):
 
 
 def test_bench_decode_times_a_peer_beside_specmix(tmp_path):
-    cfg = DecodeBenchConfig(mixers=("spectral-gated", "hf-gpt2"), prompts=(16,), batch=(1, 2), new_tokens=3,
+    cfg = DecodeBenchConfig(mixers=("spectral-gated", "hf-gpt2", "hf-mamba"), prompts=(16,), batch=(1, 2),
+                            new_tokens=3,
                             d_model=16, n_layers=2, n_heads=2, filter="implicit", repeats=2, device="cpu",
                             out=str(tmp_path))
     report = run_decode_bench(cfg, progress=False)
-    peer = [r for r in report["rows"] if r["mixers"] == "hf-gpt2"]
-    assert len(peer) == 2 and all(r["tokens_per_s"] > 0 and r["state_mb_per_seq"] > 0 for r in peer)
+    peer = [r for r in report["rows"] if r["mixers"].startswith("hf-")]
+    assert len(peer) == 4 and all(r["tokens_per_s"] > 0 and r["state_mb_per_seq"] > 0 for r in peer)
     assert "hf-gpt2" in format_decode(report) and "layers)" in format_decode(report)
 
 
