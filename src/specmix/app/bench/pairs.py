@@ -151,8 +151,10 @@ def format_pairs(report: dict) -> str:
     head = ["A", "B", "A ms", "B ms", "B / A (median of rounds)", "range"]
     peaks = "base_peak_mb" in report["rows"][0] and report["rows"][0]["base_peak_mb"] is not None
     head += ["A peak MB", "B peak MB"] if peaks else []
-    def side(r, which, op):                              # "op N" (+ parameters where recorded)
-        params = r.get(f"{which}_params")
+    foreign = {cfg["op"], cfg.get("against")} & set(PEER_KINDS + ENCODER_KINDS)
+
+    def side(r, which, op):                  # "op N", + parameters beside transformers' models
+        params = r.get(f"{which}_params") if foreign else None
         return f"{r.get(f'{which}_op', op)} {r[which]}" + (f" ({params / 1e6:.2f}M)" if params else "")
     rows = [[side(r, "base", cfg["op"]), side(r, "neighbour", cfg["op"]),
              f"{r['base_ms']:.2f}", f"{r['neighbour_ms']:.2f}", f"{r['ratio']:.3f}",
