@@ -25,6 +25,10 @@ declare -A RECIPES=(
   [hybrid]="--mixers spectral-gated,spectral-gated,attention,spectral-gated --n-layers 4 --d-model 256 --n-heads 4 --dropout 0.25"
   [wide]="--mixers spectral-gated --n-layers 6 --d-model 384 --dropout 0.25"
   [attention]="--mixers attention --n-layers 4 --d-model 256 --n-heads 4 --dropout 0.25"
+  # hybrids and cheaper spectral variants of muon-deep (attention in a third of the layers, rotary
+  # positions there; the frequency filter: fewer FLOPs per step than the implicit one)
+  [hybrid-muon-deep]="--mixers spectral-gated,spectral-gated,attention,spectral-gated,spectral-gated,attention --filter implicit --pos-emb rope --attn-dropout 0 --n-layers 6 --d-model 128 --n-heads 4 --dropout 0.2 --optimizer muon --schedule wsd --cooldown 0.5"
+  [muon-deep-frequency]="--mixers spectral-gated --n-layers 6 --d-model 128 --dropout 0.2 --optimizer muon --schedule wsd --cooldown 0.5"
   # attention's own search, with the spectral search's levers (rotary positions throughout; no
   # dropout on the attention weights, which turns off PyTorch's fused CPU kernel: 3305 vs 7636
   # tokens/s over the first 20 steps of attn-muon-deep on 2 cores)
