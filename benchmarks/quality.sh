@@ -7,7 +7,7 @@
 # - spectral: the best recipe of the short-budget search (benchmarks/quality_search.sh):
 #   spectral-gated, implicit filter, 6 layers x d_model 128, dropout 0.2, Muon on the hidden
 #   matrices (AdamW on the rest), warmup-stable-decay with a cooldown of half the budget, lr 2e-3;
-# - attention: attention's best recipe of the same search (rotary positions);
+# - attention: attention's best recipe of the same search at 6 x 128 (rotary positions);
 # - gpt2, mamba: transformers' GPT2LMHeadModel (SDPA) and MambaForCausalLM (its PyTorch path,
 #   with mambapy's parallel scan) at the spectral recipe's parameter count (within 5%), trained by
 #   `specmix train-peer` with the attention recipe's optimizer and schedule (GPT-2 also its
@@ -26,8 +26,9 @@ COMMON=(--context 256 --batch-size 32 --min-lr-ratio 0.1 --warmup 100 --weight-d
         --steps 1000000 --eval-batches 16 --device cpu)
 SPECTRAL=(--mixers spectral-gated --filter implicit --n-layers 6 --d-model 128 --dropout 0.2
           --optimizer muon --schedule wsd --cooldown 0.5 --lr 2e-3)
-# attention's best of quality_search.sh (attn-*): 6 x 128, Muon + WSD, lr 2e-3, no dropout on the
-# attention weights (it turns off PyTorch's fused CPU attention kernel)
+# attention's best of quality_search.sh at the spectral recipe's shape (attn-muon-deep: 6 x 128, Muon
+# + WSD, lr 2e-3, no dropout on the attention weights, which turns off PyTorch's fused CPU attention
+# kernel); attn-muon-wide (4 x 256, 3.2M parameters) ranked first at 6 minutes and has not run 30
 ATTENTION=(--mixers attention --pos-emb rope --n-layers 6 --d-model 128 --n-heads 4 --dropout 0.2
            --attn-dropout 0 --optimizer muon --schedule wsd --cooldown 0.5 --lr 2e-3)
 ATTENTION_TRAINING=(--optimizer muon --schedule wsd --cooldown 0.5 --lr 2e-3)
