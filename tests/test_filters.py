@@ -63,6 +63,22 @@ def test_implicit_filter_is_length_free(causal):
         assert torch.allclose(short, long[:, 90:109], atol=1e-12)
 
 
+@pytest.mark.parametrize("causal", [True, False])
+def test_implicit_filter_kernel_is_its_documented_formula(causal):
+    """k[c, t] = MLP(phi(t))[c] * exp(-rate_c |t|) * sqrt(1 - exp(-2 rate_c)), written out plainly."""
+    torch.manual_seed(0)
+    filt = ImplicitFilter(5, causal=causal, decay_len=12).double()
+    n = 30
+    lags = torch.arange(0 if causal else -(n - 1), n, dtype=torch.float64)
+    phase = lags[:, None] * filt.omega
+    shape = filt.mlp(torch.cat([phase.sin(), phase.cos()], dim=-1)).t()       # (D, L)
+    rate = filt.log_rate.exp()[:, None]
+    expected = shape * torch.exp(-rate * lags.abs()) * torch.sqrt(1 - torch.exp(-2 * rate))
+    assert torch.allclose(filt.kernel(n), expected, rtol=1e-12, atol=1e-14)
+    if causal:
+        assert torch.allclose(filt.kernel_at(7, 9), expected[:, 7:16], rtol=1e-12, atol=1e-14)
+
+
 def test_implicit_filter_is_trainable():
     filt = ImplicitFilter(3, decay_len=8)
     filt.kernel(20).square().sum().backward()
