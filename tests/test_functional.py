@@ -144,8 +144,9 @@ def test_local_attention_matches_dense_mask(n, window, causal):
                                                     (1, 256, None)])
 def test_lean_inference_chunks_hold_an_eighth_of_the_output(batch, d_model, seq_len):
     """Mid-size inference calls run in channel chunks whose FFT buffers (~ rows * n_fft per
-    batch row) stay within 1/8 of the output's D * N; small ones run in one call. None: the
-    longest lean length on this host (n_fft = LEAN_MAX_FFT: N = 64K with AVX-512, 16K without)."""
+    batch row) stay within 1/8 of the output's D * N, or hold MIN_LEAN_ROWS rows where an
+    eighth is fewer; small ones run in one call. None: the longest lean length on this host
+    (n_fft = LEAN_MAX_FFT: N = 64K with AVX-512, 16K without)."""
     import specmix.fft_plan as fn
     seq_len = seq_len or fn.LEAN_MAX_FFT // 2
     n_fft = fft_conv_len(seq_len, seq_len)
@@ -153,8 +154,12 @@ def test_lean_inference_chunks_hold_an_eighth_of_the_output(batch, d_model, seq_
     x_t = torch.empty(batch, d_model, seq_len).as_strided((batch, d_model, seq_len), (0, 0, 0))
     chunks = fn.channel_chunks(x_t, n_fft, training=False)
     rows = chunks[0].stop - chunks[0].start
-    assert len(chunks) > 1 and rows * n_fft <= d_model * seq_len / 8
+    assert len(chunks) > 1
+    assert rows * n_fft <= d_model * seq_len / 8 or rows == fn.MIN_LEAN_ROWS
     assert sum(c.stop - c.start for c in chunks) == d_model
+    bidirectional = torch.empty(1, 128, 16384)                       # n_fft ~ 3N: an eighth is 4 rows
+    n_fft = fft_conv_len(16384, 2 * 16384 - 1)
+    assert [c.stop - c.start for c in fn.channel_chunks(bidirectional, n_fft, training=False)][0] == 32
     small = torch.empty(1, 256, 1024)
     assert len(fn.channel_chunks(small, fft_conv_len(1024, 1024), training=False)) == 1
 
@@ -194,6 +199,7 @@ def test_one_chunk_backward_reads_the_saved_spectra(monkeypatch):
 def test_channel_chunking_is_exact(monkeypatch, causal):
     import specmix.fft_plan as fn
     monkeypatch.setattr(fn, "MIN_CHUNK_ROWS", 1)
+    monkeypatch.setattr(fn, "MIN_LEAN_ROWS", 1)
     monkeypatch.setattr(fn, "CHUNK_ELEMS_TRAIN", 64)
     monkeypatch.setattr(fn, "CHUNK_ELEMS_INFER", 64)
     x = torch.randn(2, 3, 21, 7, dtype=torch.float64, requires_grad=True)   # 7 channels

@@ -63,11 +63,18 @@ def fft_conv_len(seq_len: int, n_taps: int) -> int:
 # against 1.13x in one call, so the lean cut is n_fft = 2^15; with AVX-512 they cost 1.06x
 # at 32K and 1.04x at 64K against 1.07x and 1.08x in one call, but 1.29x at 128K against
 # 1.12x, so the cut is n_fft = 2^17 (2 cores, D = 256, alternating in one process).
+# Lean chunks hold at least MIN_LEAN_ROWS rows: an eighth of the output gave 4-row chunks to
+# bidirectional kernels (n_fft ~ 3N), which ran 4.5x slower than 32 rows (N = 16K, D = 128,
+# cached spectrum: 57 vs 16 ms; one call 13 ms); causal N = 16K and 32K at D = 256 ran 16-row
+# chunks in 35 and 79 ms, 32-row ones in 26 and 61 ms (AVX-512, 2 cores, medians of 9).
+# Huge chunks: at N = 1M, D = 256, n_fft = 2^21, chunks of 2^25, 2^26, 2^27, 2^28 complex
+# points took 10.3, 9.5, 9.1, 8.8 s (same host, medians of 3); 2^27 is two chunks of 128 rows.
 CHUNK_ELEMS_TRAIN = 1 << 18
 CHUNK_ELEMS_INFER = 1 << 22
 LEAN_MAX_FFT = 1 << (17 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 15)
 INFER_CHUNK_SHARE = 8
-CHUNK_ELEMS_HUGE = 1 << 25
+MIN_LEAN_ROWS = 32
+CHUNK_ELEMS_HUGE = 1 << 27
 MIN_CHUNK_ROWS = 16
 
 
@@ -83,7 +90,7 @@ def channel_chunks(x_t: torch.Tensor, n_fft: int, training: bool) -> list[slice]
     elif n_rows * d_model * n_fft <= CHUNK_ELEMS_INFER:
         size = d_model
     elif n_fft <= LEAN_MAX_FFT:
-        size = max(_pow2_floor(d_model * seq_len // (INFER_CHUNK_SHARE * n_fft)), 1)
+        size = max(_pow2_floor(d_model * seq_len // (INFER_CHUNK_SHARE * n_fft)), MIN_LEAN_ROWS)
     else:
         size = max(CHUNK_ELEMS_HUGE // (n_rows * (n_fft // 2 + 1)), MIN_CHUNK_ROWS)
     return [slice(c, min(c + size, d_model)) for c in range(0, d_model, size)]
