@@ -74,3 +74,13 @@ def test_bench_pairs_times_a_peer_training_step_beside_specmix(tmp_path):
     assert abs(row["neighbour_params"] / row["base_params"] - 1) < 0.5      # one block of either size apart
     text = format_pairs({"config": vars(cfg) | {"bases": [32], "neighbours": [32]}, "env": {}, "rows": [row]})
     assert "hf-mamba 32 (" in text and "implicit filter" in text
+
+
+def test_peer_versions_name_what_each_peer_runs_on():
+    from importlib.metadata import version
+
+    from specmix.app.bench.peer_decode import peer_versions
+    assert peer_versions(("spectral-gated", "attention")) == {}
+    assert peer_versions(("enc-spectral", "enc-fnet")) == {"transformers": version("transformers")}
+    mamba = peer_versions(("spectral-gated", "hf-mamba"))
+    assert mamba["transformers"] == version("transformers") and set(mamba) == {"transformers", "mambapy"}

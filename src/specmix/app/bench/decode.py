@@ -159,6 +159,9 @@ def run_decode_bench(cfg: DecodeBenchConfig, progress: bool = True) -> dict:
     report = {"config": asdict(cfg), "device": str(device), "torch": env["torch"],
               "threads": env["threads"], "env": env, "rows": rows,
               "ratios": ratios}     # "P" or "PxB" -> kind -> median per-repeat (kind's time / first kind's)
+    if any(k.startswith("hf-") for k in cfg.mixers):
+        from .peer_decode import peer_versions
+        report["peers"] = peer_versions(cfg.mixers)
     os.makedirs(cfg.out, exist_ok=True)
     atomic_write_text(os.path.join(cfg.out, "decode.json"), json.dumps(report, indent=2) + "\n")
     optional_plot("plot_decode", report, os.path.join(cfg.out, "decode.png"))
@@ -186,5 +189,6 @@ def format_decode(report: dict) -> str:
                     + ([f"{by[(k, prompt, batch)]['state_mb_per_seq']:.1f}" for k in kinds] if batched else []))
     first = {k: by[(k, *next(iter(by))[1:])] for k in kinds}
     sizes = ", ".join(f"{k} {r['params'] / 1e6:.2f}M ({r.get('n_layers', '?')} layers)" for k, r in first.items())
-    return "\n".join(markdown_table(head, rows)) + (f"\n\nParameters at the first prompt: {sizes}."
+    versions = "".join(f", {name} {v}" for name, v in report.get("peers", {}).items())
+    return "\n".join(markdown_table(head, rows)) + (f"\n\nParameters at the first prompt: {sizes}{versions}."
                                                     if any(k.startswith("hf-") for k in kinds) else "")

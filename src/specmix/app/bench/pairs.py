@@ -33,7 +33,7 @@ from .harness import MALLOC_TUNE, cpu_label, environment, fresh_process_pool, sy
 from .harness import peak_memory_mb
 from .ops import GATED_CEILING, OpSpec, make_lm_op, make_torch_op
 from .encoders import ENCODER_KINDS
-from .peer_decode import PEER_KINDS
+from .peer_decode import PEER_KINDS, peer_versions
 from .peers import PEER_OPS, SPECMIX_PEER_OPS, fla_version
 
 
@@ -139,8 +139,7 @@ def run_pair_bench(cfg: PairBenchConfig) -> dict:
     if {cfg.op, cfg.against} & set(PEER_OPS):
         report["peers"] = {"fla-core": fla_version()}
     if {cfg.op, cfg.against} & set(PEER_KINDS + ENCODER_KINDS):
-        import transformers
-        report["peers"] = {"transformers": transformers.__version__}
+        report["peers"] = peer_versions((cfg.op, cfg.against))
     os.makedirs(cfg.out, exist_ok=True)
     atomic_write_text(os.path.join(cfg.out, "pairs.json"), json.dumps(report, indent=2) + "\n")
     return report

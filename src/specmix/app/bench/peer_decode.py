@@ -14,9 +14,24 @@ import torch
 
 from ..peer_lm import PeerConfig, PeerLM
 
-__all__ = ["PEER_KINDS", "PeerDecoder", "matched_depth", "peer_like"]
+__all__ = ["PEER_KINDS", "PeerDecoder", "matched_depth", "peer_like", "peer_versions"]
 
 PEER_KINDS = ("hf-gpt2", "hf-mamba", "hf-rwkv")
+
+
+def peer_versions(kinds) -> dict[str, str]:
+    """The installed versions behind the transformers models among ``kinds`` (``hf-*`` decoders,
+    ``enc-*`` encoders): transformers, and mambapy when ``hf-mamba`` runs its scan."""
+    from importlib.metadata import PackageNotFoundError, version
+    names = ["transformers"] if any(k.startswith(("hf-", "enc-")) for k in kinds) else []
+    names += ["mambapy"] if "hf-mamba" in kinds else []
+    found = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
 
 
 def _params(family: str, n_layers: int, d_model: int, n_heads: int, context: int) -> int:
