@@ -121,6 +121,38 @@ def _row_fla(load) -> list[str] | None:
             "[benchmarks](docs/benchmarks.md#against-flash-linear-attentions-long-convolutions)"]
 
 
+def _row_peer_decode(load) -> list[str] | None:
+    report = load("peers-decode/decode.json")
+    if not report:
+        return None
+    longest = max(report["ratios"], key=int)
+    ours = next(r for r in report["rows"] if r["prompt"] == int(longest) and not r["mixers"].startswith("hf-"))
+    names = {"hf-gpt2": "GPT-2's", "hf-mamba": "Mamba's", "hf-rwkv": "RWKV's"}
+    ratios = ", ".join(f"{ratio:.1f}x {names.get(kind, kind)}" for kind, ratio in report["ratios"][longest].items())
+    return [f"cached decoding after a {int(longest) // 1024}K prompt vs transformers' GPT-2 / Mamba / RWKV "
+            "(~1.2M parameters)",
+            f"{ours['mixers']} {ours['tokens_per_s']:.0f} tokens/s: {ratios} tokens/s",
+            "[benchmarks](docs/benchmarks.md#against-transformers-language-models-and-encoders)"]
+
+
+ENCODER_NAMES = {"enc-spectral": "BERT with spectral mixing swapped in", "enc-fnet": "FNet", "enc-bert": "BERT"}
+
+
+def _row_mlm(load) -> list[str] | None:
+    report = load("peers-mlm/mlm.json")
+    if not report:
+        return None
+    minutes = report["config"]["seconds"] / 60
+    falling = [r["kind"] for r in report["runs"]
+               if len(r["curve"]) > 1 and r["curve"][-1]["val_loss"] < r["curve"][-2]["val_loss"]]
+    note = " (none converged: every loss still falling at the end)" if len(falling) == len(report["runs"]) else ""
+    return [f"masked-character modelling, {minutes:.0f} minutes each, 4 x 128 encoders (val loss)",
+            ", ".join(f"{ENCODER_NAMES.get(r['kind'], r['kind'])} {r['best_val']:.2f}"
+                      for r in sorted(report["runs"], key=lambda r: r["best_val"]))
+            + note,
+            "[benchmarks](docs/benchmarks.md#against-transformers-language-models-and-encoders)"]
+
+
 def _row_context_parallel(load) -> list[str] | None:
     cp = load("context-parallel/context.json")
     if not cp:
@@ -153,7 +185,8 @@ def _row_hf_gpt2(load) -> list[str] | None:
 
 
 HEADLINE_ROWS = (_row_scaling, _row_fla, _row_lm_step, _row_quality, _row_quality_round2, _row_recall, _row_mqar,
-                 _row_decode, _row_decode_batch, _row_context_parallel, _row_lm_eval, _row_hf_gpt2)
+                 _row_decode, _row_decode_batch, _row_peer_decode, _row_mlm, _row_context_parallel, _row_lm_eval,
+                 _row_hf_gpt2)
 
 
 def headline_rows(results: pathlib.Path) -> list[list[str]]:
