@@ -16,7 +16,8 @@
 #   dropout; transformers' Mamba has none). Mamba evaluates less often: one evaluation of its 16
 #   batches costs minutes on a CPU.
 # Then the second corpus (the Python standard library's sources, built on the machine) for the
-# spectral and attention recipes, unchanged, SECOND_MINUTES each; quality.json, quality.png, docs.
+# spectral-side and attention recipes, unchanged, SECOND_MINUTES each (SECOND_RECIPES picks some);
+# quality.json, quality.png, docs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -57,8 +58,14 @@ for name in ${ROWS:-spectral hybrid attention attention-wide gpt2 mamba stdlib};
     attention-wide) row shakespeare-attention-wide "$DATA" $((MINUTES * 60)) 100 train "${ATTENTION_WIDE[@]}" ;;
     gpt2)      row shakespeare-gpt2 "$DATA" $((MINUTES * 60)) 100 train-peer "${GPT2[@]}" "${ATTENTION_TRAINING[@]}" ;;
     mamba)     row shakespeare-mamba "$DATA" $((MINUTES * 60)) 25 train-peer "${MAMBA[@]}" "${ATTENTION_TRAINING[@]}" ;;
-    stdlib)    row stdlib-spectral python-stdlib $((SECOND_MINUTES * 60)) 100 train "${SPECTRAL[@]}"
-               row stdlib-attention python-stdlib $((SECOND_MINUTES * 60)) 100 train "${ATTENTION[@]}" ;;
+    stdlib)    for recipe in ${SECOND_RECIPES:-spectral hybrid attention attention-wide}; do
+                 case $recipe in
+                   spectral) flags=("${SPECTRAL[@]}") ;;          hybrid) flags=("${HYBRID[@]}") ;;
+                   attention) flags=("${ATTENTION[@]}") ;;        attention-wide) flags=("${ATTENTION_WIDE[@]}") ;;
+                   *) echo "unknown recipe $recipe in SECOND_RECIPES" >&2; exit 2 ;;
+                 esac
+                 row "stdlib-$recipe" python-stdlib $((SECOND_MINUTES * 60)) 100 train "${flags[@]}"
+               done ;;
     *) echo "unknown row $name (spectral hybrid attention attention-wide gpt2 mamba stdlib)" >&2; exit 2 ;;
   esac
 done
