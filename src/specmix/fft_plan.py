@@ -49,10 +49,12 @@ def fft_conv_len(seq_len: int, n_taps: int) -> int:
 
 # Channels are processed in chunks of rows so that temporaries stay small. Training keeps
 # chunks small (peak memory: the output plus one chunk's buffers), a power of two of rows
-# with about CHUNK_ELEMS_TRAIN real FFT points per chunk: 32 rows at B = 1, N = 4K, but 16 at
-# 16K and 64K, where the 32-row chunk's buffers raised the training peak from 88 to 133 MB
-# (16K) and from 377 to 474 MB (64K) for 3% less time (B = 1, D = 256, 2 cores); at 4K 16
-# rows cost 30% more time.
+# with about CHUNK_ELEMS_TRAIN real FFT points per chunk (at least MIN_CHUNK_ROWS): at B = 1,
+# D = 256 that is one chunk at 4K, 64 rows at 16K and 16 from 64K. Chunks of 2^18 points
+# (32 rows at 4K, 16 at 16K) kept the 16K peak at 88 MB, but a training call took 40 and 186
+# ms at 4K and 16K against 29 and 149 ms with 2^21 (Intel Xeon AVX-512, 2 cores, medians of
+# 11), where flash-linear-attention's LongConvolution, one call for all channels, peaked at
+# 544 MB at 16K; 64K keeps 16 rows (32 raised its peak from 377 to 474 MB for 3% less time).
 # Inference runs in one call up to CHUNK_ELEMS_INFER FFT points (the output is then a view
 # into the inverse FFT's buffer). Beyond, up to n_fft = LEAN_MAX_FFT, in lean chunks whose
 # rows' buffers hold about 1/INFER_CHUNK_SHARE of the output's B * D * N: at N = 16K, D = 256
@@ -69,7 +71,7 @@ def fft_conv_len(seq_len: int, n_taps: int) -> int:
 # chunks in 35 and 79 ms, 32-row ones in 26 and 61 ms (AVX-512, 2 cores, medians of 9).
 # Huge chunks: at N = 1M, D = 256, n_fft = 2^21, chunks of 2^25, 2^26, 2^27, 2^28 complex
 # points took 10.3, 9.5, 9.1, 8.8 s (same host, medians of 3); 2^27 is two chunks of 128 rows.
-CHUNK_ELEMS_TRAIN = 1 << 18
+CHUNK_ELEMS_TRAIN = 1 << 21
 CHUNK_ELEMS_INFER = 1 << 22
 LEAN_MAX_FFT = 1 << (17 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 15)
 INFER_CHUNK_SHARE = 8
