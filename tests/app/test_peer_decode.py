@@ -6,7 +6,7 @@ import torch
 pytest.importorskip("transformers", reason="the hf extra is not installed")
 
 from specmix.app.bench.decode import DecodeBenchConfig, format_decode, run_decode_bench  # noqa: E402
-from specmix.app.bench.peer_decode import PeerDecoder, matched_depth  # noqa: E402
+from specmix.app.bench.peer_decode import PeerDecoder, matched_depth, matched_shape  # noqa: E402
 from specmix.app.peer_lm import PeerConfig, PeerLM  # noqa: E402
 from specmix.validation import UsageError  # noqa: E402
 
@@ -33,6 +33,23 @@ def test_matched_depth_is_the_nearest_parameter_count(family):
     target = params(5) + 10
     depth = matched_depth(family, target, d_model=16, n_heads=2, context=32)
     assert depth == 5 and abs(params(depth) - target) < abs(params(depth + 1) - target)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "rwkv"])
+def test_matched_shape_fits_the_mlp_width_when_no_depth_is_near(family):
+    def params(n, d_ff=None):
+        cfg = PeerConfig(family=family, vocab_size=65, d_model=16, n_layers=n, n_heads=2, context=32, d_ff=d_ff)
+        return sum(p.numel() for p in PeerLM(cfg).parameters()) - (32 * 16 if family == "gpt2" else 0)
+    target = params(4) + (params(5) - params(4)) * 4 // 10          # 40% of a layer above 4 layers
+    depth, d_ff = matched_shape(family, target, d_model=16, n_heads=2, context=32)
+    assert depth == 4 and d_ff > 64 and abs(params(depth, d_ff) / target - 1) < 0.01
+    near = params(4) + 3
+    assert matched_shape(family, near, d_model=16, n_heads=2, context=32) == (4, None)
+
+
+def test_mamba_has_no_mlp_width():
+    with pytest.raises(UsageError, match="--d-ff 64: transformers' mamba has no MLP"):
+        PeerConfig(family="mamba", vocab_size=65, d_ff=64)
 
 
 def test_bench_decode_times_a_peer_beside_specmix(tmp_path):

@@ -37,10 +37,14 @@ class PeerConfig:
     attn_dropout: float | None = field(default=None, metadata={
         "help": "gpt2: dropout on attention weights (none = --dropout)"})
     d_state: int = field(default=16, metadata={"help": "mamba: SSM state size per channel"})
+    d_ff: int | None = field(default=None, metadata={
+        "help": "gpt2 and rwkv: MLP width (none = 4 x d_model; mamba has no MLP)"})
 
     def __post_init__(self) -> None:
         check_fields(self, minimum={"vocab_size": 2, "d_model": 1, "n_layers": 1, "n_heads": 1, "context": 1,
-                                    "dropout": 0.0, "d_state": 1})
+                                    "dropout": 0.0, "d_state": 1, "d_ff": 1})
+        if self.family == "mamba" and self.d_ff is not None:
+            raise UsageError(f"--d-ff {self.d_ff}: transformers' mamba has no MLP; leave it unset")
         for name in ("dropout", "attn_dropout"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
@@ -68,7 +72,8 @@ class PeerConfig:
         if self.family == "gpt2":
             p = self.dropout
             return transformers.GPT2Config(vocab_size=self.vocab_size, n_positions=self.context, n_embd=self.d_model,
-                                           n_layer=self.n_layers, n_head=self.n_heads, resid_pdrop=p, embd_pdrop=p,
+                                           n_layer=self.n_layers, n_head=self.n_heads, n_inner=self.d_ff,
+                                           resid_pdrop=p, embd_pdrop=p,
                                            attn_pdrop=p if self.attn_dropout is None else self.attn_dropout,
                                            attn_implementation="sdpa",
                                            bos_token_id=None, eos_token_id=None)
@@ -78,7 +83,8 @@ class PeerConfig:
                                             use_mambapy=_has_mambapy())
         return transformers.RwkvConfig(vocab_size=self.vocab_size, context_length=self.context,
                                        hidden_size=self.d_model, num_hidden_layers=self.n_layers,
-                                       attention_hidden_size=self.d_model, intermediate_size=4 * self.d_model)
+                                       attention_hidden_size=self.d_model,
+                                       intermediate_size=self.d_ff or 4 * self.d_model)
 
 
 def _has_mambapy() -> bool:

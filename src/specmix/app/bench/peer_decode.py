@@ -14,7 +14,7 @@ import torch
 
 from ..peer_lm import PeerConfig, PeerLM
 
-__all__ = ["PEER_KINDS", "PeerDecoder", "matched_depth", "peer_like", "peer_versions"]
+__all__ = ["PEER_KINDS", "PeerDecoder", "matched_depth", "matched_shape", "peer_like", "peer_versions"]
 
 PEER_KINDS = ("hf-gpt2", "hf-mamba", "hf-rwkv")
 
@@ -34,10 +34,10 @@ def peer_versions(kinds) -> dict[str, str]:
     return found
 
 
-def _params(family: str, n_layers: int, d_model: int, n_heads: int, context: int) -> int:
+def _params(family: str, n_layers: int, d_model: int, n_heads: int, context: int, d_ff: int | None = None) -> int:
     """Parameters, GPT-2's position table left out (it grows with the context, not the model)."""
     cfg = PeerConfig(family=family, vocab_size=65, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
-                     context=context)
+                     context=context, d_ff=d_ff)
     positions = context * d_model if family == "gpt2" else 0
     return sum(p.numel() for p in PeerLM(cfg).parameters()) - positions
 
@@ -50,16 +50,37 @@ def matched_depth(family: str, target_params: int, *, d_model: int, n_heads: int
     return max(2, round((target_params - (two - 2 * per_layer)) / per_layer))
 
 
+# a peer whose nearest depth is further than this from the target also gets its MLP width fitted
+MATCH_TOLERANCE = 0.02
+
+
+def matched_shape(family: str, target_params: int, *, d_model: int, n_heads: int,
+                  context: int) -> tuple[int, int | None]:
+    """``(n_layers, d_ff)``: the nearest depth (:func:`matched_depth`) and, when that depth's count
+    is more than MATCH_TOLERANCE from ``target_params`` and the family has an MLP (gpt2, rwkv), the
+    MLP width that brings it nearest (the count is linear in the width); else ``d_ff`` None, the
+    family's default width 4 x d_model. RWKV at d_model 128 needs it: 6 layers are +5.1% of a
+    1.24M-parameter spectral-gated LM, 5 layers -13%."""
+    depth = matched_depth(family, target_params, d_model=d_model, n_heads=n_heads, context=context)
+    default = _params(family, depth, d_model, n_heads, context)
+    if family == "mamba" or abs(default - target_params) <= MATCH_TOLERANCE * target_params:
+        return depth, None
+    wider = _params(family, depth, d_model, n_heads, context, d_ff=4 * d_model + 8)
+    per_unit = (wider - default) / 8
+    return depth, max(1, round(4 * d_model + (target_params - default) / per_unit))
+
+
 def peer_like(kind: str, lm, device="cpu") -> PeerLM:
     """An untrained transformers LM of ``kind`` (``hf-gpt2`` ...) with ``lm``'s width, heads and
-    context, as deep as matches ``lm``'s parameter count (for timing its training step)."""
+    context, shaped to match ``lm``'s parameter count (:func:`matched_shape`; for timing its
+    training step)."""
     c = lm.config
     family = kind.removeprefix("hf-")
-    depth = matched_depth(family, sum(p.numel() for p in lm.parameters()), d_model=c.d_model, n_heads=c.n_heads,
-                          context=c.context)
+    depth, d_ff = matched_shape(family, sum(p.numel() for p in lm.parameters()), d_model=c.d_model,
+                                n_heads=c.n_heads, context=c.context)
     torch.manual_seed(0)
     return PeerLM(PeerConfig(family=family, vocab_size=c.vocab_size, d_model=c.d_model, n_layers=depth,
-                             n_heads=c.n_heads, context=c.context)).to(device)
+                             n_heads=c.n_heads, context=c.context, d_ff=d_ff)).to(device)
 
 
 class _PeerState:
@@ -99,13 +120,14 @@ class PeerDecoder:
     """``prefill(idx (B, P)) -> (logits (B, V), states)``, ``step(token (B,), pos, states) ->
     logits (B, V)`` of an untrained transformers LM (see the module docstring)."""
 
-    def __init__(self, kind: str, *, d_model: int, n_layers: int, n_heads: int, context: int, device):
+    def __init__(self, kind: str, *, d_model: int, n_layers: int, n_heads: int, context: int, device,
+                 d_ff: int | None = None):
         if kind not in PEER_KINDS:
             raise ValueError(f"PeerDecoder: kind must be one of {PEER_KINDS}, got {kind!r}")
         torch.manual_seed(0)
         self.family = kind.removeprefix("hf-")
         cfg = PeerConfig(family=self.family, vocab_size=65, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
-                         context=context)
+                         context=context, d_ff=d_ff)
         self.lm = PeerLM(cfg).to(device).eval()
         self.config = cfg
 
