@@ -35,7 +35,7 @@ from .ops import untrained_lm
 class DecodeBenchConfig:
     mixers: tuple[str, ...] = field(default=("spectral-gated", "attention"), metadata={
         "help": "comma list of model kinds (one model per kind, all layers of it); hf-gpt2, hf-mamba, "
-                "hf-rwkv: transformers' models, as deep as matches the first kind's parameters"})
+                "hf-rwkv: transformers' models, shaped to match the first kind's parameters (depth, then MLP width)"})
     prompts: tuple[int, ...] = field(default=(1024, 8192, 32768), metadata={"help": "comma list of prompt lengths"})
     batch: tuple[int, ...] = field(default=(1,), metadata={"help": "comma list of batch sizes (sequences decoded together)"})
     new_tokens: int = field(default=128, metadata={"help": "tokens generated after each prompt"})
@@ -95,7 +95,7 @@ def _row(kind: str, prompt: int, batch: int, model, prefill_s: float, steps_s: l
          state_bytes: int) -> dict:
     steps_ms = summarize([s * 1e3 for s in steps_s])["ms"]             # medians
     return {"mixers": kind, "prompt": prompt, "batch": batch, "new_tokens": new_tokens, "params": model.num_params(),
-            "n_layers": model.config.n_layers,
+            "n_layers": model.config.n_layers, "d_ff": getattr(model.config, "d_ff", None),
             "prefill_ms": prefill_s * 1e3, "ms_per_token": steps_ms / new_tokens,
             "tokens_per_s": batch * new_tokens / (steps_ms / 1e3), "state_mb_per_seq": state_bytes / 2**20,
             "steps_ms_per_repeat": [s * 1e3 for s in steps_s]}
@@ -188,7 +188,8 @@ def format_decode(report: dict) -> str:
                     + [f"{ratios[key][k]:.2f}x" for k in kinds[1:] if ratios]
                     + ([f"{by[(k, prompt, batch)]['state_mb_per_seq']:.1f}" for k in kinds] if batched else []))
     first = {k: by[(k, *next(iter(by))[1:])] for k in kinds}
-    sizes = ", ".join(f"{k} {r['params'] / 1e6:.2f}M ({r.get('n_layers', '?')} layers)" for k, r in first.items())
+    sizes = ", ".join(f"{k} {r['params'] / 1e6:.2f}M ({r.get('n_layers', '?')} layers"
+                      + (f", MLP width {r['d_ff']})" if r.get("d_ff") else ")") for k, r in first.items())
     versions = "".join(f", {name} {v}" for name, v in report.get("peers", {}).items())
     return "\n".join(markdown_table(head, rows)) + (f"\n\nParameters at the first prompt: {sizes}{versions}."
                                                     if any(k.startswith("hf-") for k in kinds) else "")

@@ -50,7 +50,7 @@ class PairBenchConfig:
     op: Op = field(default="spectral", metadata={
         "help": f"side A: a torch op {TORCH_OPS} or, --backend lm, a mixer kind {LM_OPS[:3]}, "
                 f"{GATED_CEILING} (the gated stack with nothing mixed along N: its ceiling) or a transformers "
-                f"LM {PEER_KINDS} as deep as matches the spectral-gated LM's parameters, or a bidirectional "
+                f"LM {PEER_KINDS} shaped to match the spectral-gated LM's parameters, or a bidirectional "
                 f"masked-LM encoder {ENCODER_KINDS} (swapped BERT, BERT, FNet; same width and depth)"})
     against: Op | None = field(default=None, metadata={"help": "the op of side B; none = --op"})
     bases: tuple[int, ...] = field(default=(4096, 65536), metadata={"help": "comma list of side A's lengths"})
@@ -179,7 +179,7 @@ def _what(cfg: dict) -> str:
         mode = "one training step" if cfg["mode"] == "train" else "one forward"
         filt = f", {cfg['filter']} filter" if cfg.get("filter", "frequency") != "frequency" else ""
         ops = {cfg["op"], cfg.get("against")}
-        peer = ("; transformers' LMs as deep as matches the spectral-gated LM's parameters"
+        peer = ("; transformers' LMs shaped to match the spectral-gated LM's parameters (depth, then MLP width)"
                 if ops & set(PEER_KINDS) else "")
         if ops <= set(ENCODER_KINDS):
             return f"{mode} of {cfg['n_layers']}-layer masked-LM encoders, d_model {width}, {cfg['dtype']}"
