@@ -155,3 +155,52 @@ def test_fused_convolve_bad_arguments():
     from specmix.functional import fft_conv_rows_cf
     with pytest.raises(ValueError, match="dim 0 = D = 4"):
         fft_conv_rows_cf(torch.randn(1, 4, 8), lambda r: r, (torch.randn(3, 8),), 8)
+
+
+@pytest.mark.parametrize("first, count", [(0, 300), (7, 50), (130, 256)])
+def test_enveloped_taps_gradients_match_finite_differences(first, count):
+    """The fused last layer + envelope (its hand-written backward) against finite differences,
+    across whole blocks and a partial last block (ENVELOPE_BLOCK = 128)."""
+    from specmix.envelope import enveloped_taps
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(count, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, generator=gen, dtype=torch.float64, requires_grad=True)
+    rate = torch.tensor([[0.5], [0.05], [0.005]], dtype=torch.float64, requires_grad=True)
+    log_gain = torch.randn(3, 1, generator=gen, dtype=torch.float64, requires_grad=True)
+    taps = lambda *args: enveloped_taps(*args, first=first)                       # noqa: E731
+    assert torch.autograd.gradcheck(taps, (hidden, weight, bias, rate, log_gain))
+    lags = torch.arange(first, first + count, dtype=torch.float64)
+    plain = (weight @ hidden.t() + bias[:, None]) * torch.exp(log_gain - rate * lags)
+    assert torch.allclose(taps(hidden, weight, bias, rate, log_gain), plain, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="first must be >= 0"):
+        enveloped_taps(hidden, weight, bias, rate, log_gain, first=-1)
+
+
+def test_implicit_filter_gradients_equal_the_plain_formulas():
+    """ImplicitFilter's parameters get the gradients of its formula written with autograd's ops."""
+    torch.manual_seed(0)
+    filt = ImplicitFilter(6, decay_len=64).double()
+    n = 700
+    upstream = torch.randn(6, n, dtype=torch.float64)
+    (filt.kernel(n) * upstream).sum().backward()
+    fused = {name: p.grad.clone() for name, p in filt.named_parameters()}
+    filt.zero_grad()
+    lags = torch.arange(n, dtype=torch.float64)
+    phase = lags[:, None] * filt.omega
+    shape = filt.mlp(torch.cat([phase.sin(), phase.cos()], dim=-1)).t()           # (D, L)
+    rate = filt.log_rate.exp()[:, None]
+    kernel = shape * torch.exp(-rate * lags) * torch.sqrt(1 - torch.exp(-2 * rate))
+    (kernel * upstream).sum().backward()
+    for name, p in filt.named_parameters():
+        assert torch.allclose(fused[name], p.grad, rtol=1e-9, atol=1e-12), name
+
+
+def test_implicit_filter_under_bf16_autocast_keeps_float32_taps():
+    filt = ImplicitFilter(4, decay_len=16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        k = filt.kernel(200)
+    assert k.dtype == torch.float32
+    k.square().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in filt.parameters())
+    assert torch.allclose(k, filt.kernel(200), rtol=0.05, atol=1e-3)       # bf16 hidden features

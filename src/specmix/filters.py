@@ -14,13 +14,11 @@ import math
 import torch
 from torch import nn
 
+from .envelope import blocked_envelope, enveloped_taps, envelope_tables
 from .functional import fft_conv_len, fft_conv_rows_cf, next_fast_len
 from .traceable import tracing
 
 __all__ = ["FrequencyFilter", "ImplicitFilter", "decaying_kernel"]
-
-# lags per row of ImplicitFilter's envelope tables (see ImplicitFilter._blocked_envelope)
-ENVELOPE_BLOCK = 128
 
 
 def _check_seq_len(seq_len: int, name: str = "seq_len") -> int:
@@ -71,7 +69,7 @@ class _KernelFilter(nn.Module):
     def kernel_for_conv(self, seq_len: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(k, k_f)``: the kernel and, in eval mode with no gradient recorded, its cached spectrum.
 
-        ``k_f = rfft(k, n=fft_conv_len(N, L))`` is computed once per length and reused until
+        ``k_f = rfft(k, n=fft_conv_len(N, L, causal))`` is computed once per length and reused until
         a parameter changes, so inference pays for two FFTs per call instead of three. Changes
         are tracked by the parameters' version counters and storage; updates that bypass the
         counters (fused optimizers, in-place ops on ``p.data``) happen in training, and every
@@ -87,7 +85,7 @@ class _KernelFilter(nn.Module):
             k = self.kernel(seq_len)                                        # (D, L)
             if k.dtype not in (torch.float32, torch.float64):               # e.g. autocast MLP
                 k = k.float()
-            cache[key] = (k, torch.fft.rfft(k, n=fft_conv_len(seq_len, k.shape[-1])))
+            cache[key] = (k, torch.fft.rfft(k, n=fft_conv_len(seq_len, k.shape[-1], self.causal)))
         return cache[key]
 
 
@@ -241,44 +239,25 @@ class ImplicitFilter(_KernelFilter):
         feats = torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1)  # (L, 2 n_features)
         hidden = self.mlp[:-1](feats)                                    # (L, d_hidden)
         last = self.mlp[-1]
+        rate, log_gain = self._log_rate_gain()
+        if first >= 0 and not tracing():     # the fused last layer and envelope (envelope.py)
+            return enveloped_taps(hidden, last.weight, last.bias, rate, log_gain, first)
         # the last layer written channels-first, (D, H) @ (H, L) + bias: the (D, L) kernel
         # comes out contiguous, with no transposed copy of it
         shape = torch.addmm(last.bias[:, None], last.weight, hidden.t())  # (D, L)
-        if tracing() or first < 0:
-            return shape * self._plain_envelope(lags)
-        return shape * self._blocked_envelope(first, count)
+        if tracing():                        # compile / export: the formula as it is written
+            return shape * torch.exp(torch.addcmul(log_gain, rate, lags.abs()[None, :], value=-1))
+        # bidirectional: the envelope depends on |t| only, read back from the causal one's
+        last_lag = first + count - 1
+        by_distance = blocked_envelope(*envelope_tables(rate, log_gain, 0, max(-first, last_lag) + 1),
+                                       max(-first, last_lag) + 1)       # (D, max|t| + 1)
+        return shape * by_distance.index_select(1, lags.abs().long())    # (D, L)
 
     def _log_rate_gain(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(rate, log_gain)``, each ``(D, 1)``: the unit-energy envelope is
         ``exp(log_gain - rate |t|)``, since sum_t exp(-2 r t) (1 - exp(-2 r)) = 1."""
         rate = torch.exp(self.log_rate)[:, None]                         # (D, 1)
         return rate, 0.5 * torch.log(-torch.expm1(-2 * rate))
-
-    def _plain_envelope(self, lags: torch.Tensor) -> torch.Tensor:
-        rate, log_gain = self._log_rate_gain()
-        return torch.exp(torch.addcmul(log_gain, rate, lags.abs()[None, :], value=-1))  # (D, L)
-
-    def _blocked_envelope(self, first: int, count: int) -> torch.Tensor:
-        """The envelope of lags ``first .. first + count - 1`` (first >= 0) as a product of two
-        small tables, ``exp(log_gain - r s) * exp(-r j)`` for ``t = s + j``, ``s`` a block start.
-
-        One (D, L) exp took most of the kernel's time (D = 256, L = 16K: 27 of 44 ms), mostly
-        spent on results in float's subnormal range; the tables hold D * (L / B + B) exps,
-        and entries below ``tiny ** (1/3)`` are exact zeros, so products stay normal floats.
-        Taps set to zero have an envelope below that bound (5e-13 in float32)."""
-        rate, log_gain = self._log_rate_gain()
-        block = ENVELOPE_BLOCK
-        n_blocks = -(-count // block)
-        starts = torch.arange(n_blocks, device=rate.device, dtype=rate.dtype) * block + first
-        within = torch.arange(block, device=rate.device, dtype=rate.dtype)
-        floor = math.log(torch.finfo(rate.dtype).tiny) / 3
-        tables = []
-        for exponent in (torch.addcmul(log_gain, rate, starts[None, :], value=-1),  # (D, n_blocks)
-                         -rate * within[None, :]):                                # (D, B)
-            tables.append(torch.where(exponent >= floor, torch.exp(exponent.clamp_min(floor)), 0.0))
-        by_block, by_offset = tables
-        envelope = by_block[:, :, None] * by_offset[:, None, :]           # (D, n_blocks, B)
-        return envelope.reshape(self.d_model, n_blocks * block)[:, :count]  # (D, L)
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, causal={self.causal}, decay_len={self.decay_len}"
