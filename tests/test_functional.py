@@ -41,6 +41,22 @@ def test_fft_conv_matches_direct_float32(n, taps, causal, seed):
     assert rel_err(y.double(), fft_conv_ref(x.double(), k.double(), causal=causal)) < 1e-5
 
 
+@pytest.mark.parametrize("n, taps", [(9, 17), (9, 16), (9, 5), (8, 40), (1, 3), (12, 1)])
+def test_centred_conv_at_its_shortest_fft_is_exact(monkeypatch, n, taps):
+    """A centred kernel transforms at max(L, N + L - 1 - c) points, where the transform is
+    circular: with no rounding up to a fast length, the wrapped terms must land only on the
+    cropped outputs, in the forward and in both gradients."""
+    import specmix.fft_plan as plan
+    monkeypatch.setattr(plan, "next_fast_len", lambda m: m)             # the bound itself
+    assert plan.fft_conv_len(n, taps, causal=False) == max(taps, n + taps - 1 - (taps - 1) // 2)
+    gen = torch.Generator().manual_seed(n * 100 + taps)
+    x = torch.randn(2, n, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(3, taps, generator=gen, dtype=torch.float64, requires_grad=True)
+    y, ref = fft_conv(x, k, causal=False), fft_conv_ref(x, k, causal=False)
+    assert_close(y, ref)
+    assert_same_grads(y, ref, (x, k))
+
+
 def test_direct_reference_is_the_stated_formula():
     # y[t] = sum_{s <= min(t, L-1)} k[s] x[t-s]  (causal);  tap s is lag s - (L-1)//2 (centred)
     x = torch.randn(1, 6, 1, dtype=torch.float64)
@@ -162,6 +178,18 @@ def test_lean_inference_chunks_hold_an_eighth_of_the_output(batch, d_model, seq_
     assert [c.stop - c.start for c in fn.channel_chunks(bidirectional, n_fft, training=False)][0] == 32
     small = torch.empty(1, 256, 1024)
     assert len(fn.channel_chunks(small, fft_conv_len(1024, 1024), training=False)) == 1
+
+
+@pytest.mark.parametrize("seq_len, rows", [(262144, 128), (1048576, 127)])
+def test_huge_inference_chunks_hold_at_most_half_the_channels(seq_len, rows):
+    """Beyond LEAN_MAX_FFT, chunks of about CHUNK_ELEMS_HUGE complex points, but never one call
+    of every channel: at N = 256K that would hold all D rows' spectra at once."""
+    import specmix.fft_plan as fn
+    x_t = torch.empty(1, 256, seq_len, device="meta")                 # shapes only
+    n_fft = fft_conv_len(seq_len, seq_len)
+    assert n_fft > fn.LEAN_MAX_FFT
+    sizes = [c.stop - c.start for c in fn.channel_chunks(x_t, n_fft, training=False)]
+    assert sizes[0] == rows and sum(sizes) == 256 and len(sizes) >= 2
 
 
 def test_no_grad_forward_builds_no_graph():

@@ -42,9 +42,15 @@ def next_fast_len(n: int) -> int:
     return 16 * j
 
 
-def fft_conv_len(seq_len: int, n_taps: int) -> int:
-    """The FFT length used for a linear convolution of N inputs with L taps."""
-    return next_fast_len(seq_len + n_taps - 1)
+def fft_conv_len(seq_len: int, n_taps: int, causal: bool = True) -> int:
+    """The FFT length of a convolution of N inputs with L taps: ``>= N + L - 1`` when causal
+    (linear, nothing wraps); for a centred kernel (centre ``c = (L - 1) // 2``, outputs read
+    from ``c``) ``>= max(L, N + L - 1 - c)``: the transform is circular, but what wraps lands
+    only on outputs that are cropped away, in the forward and in both gradients. A
+    bidirectional kernel of 2N - 1 taps then needs 2N - 1 points instead of 3N - 2."""
+    if causal:
+        return next_fast_len(seq_len + n_taps - 1)
+    return next_fast_len(max(n_taps, seq_len + n_taps - 1 - (n_taps - 1) // 2))
 
 
 # Channels are processed in chunks of rows so that temporaries stay small. Training keeps
@@ -66,11 +72,14 @@ def fft_conv_len(seq_len: int, n_taps: int) -> int:
 # at 32K and 1.04x at 64K against 1.07x and 1.08x in one call, but 1.29x at 128K against
 # 1.12x, so the cut is n_fft = 2^17 (2 cores, D = 256, alternating in one process).
 # Lean chunks hold at least MIN_LEAN_ROWS rows: an eighth of the output gave 4-row chunks to
-# bidirectional kernels (n_fft ~ 3N), which ran 4.5x slower than 32 rows (N = 16K, D = 128,
-# cached spectrum: 57 vs 16 ms; one call 13 ms); causal N = 16K and 32K at D = 256 ran 16-row
+# bidirectional kernels (transformed at n_fft ~ 3N then, 2N now), which ran 4.5x slower than
+# 32 rows (N = 16K, D = 128, cached spectrum: 57 vs 16 ms; one call 13 ms); causal N = 16K and 32K at D = 256 ran 16-row
 # chunks in 35 and 79 ms, 32-row ones in 26 and 61 ms (AVX-512, 2 cores, medians of 9).
 # Huge chunks: at N = 1M, D = 256, n_fft = 2^21, chunks of 2^25, 2^26, 2^27, 2^28 complex
 # points took 10.3, 9.5, 9.1, 8.8 s (same host, medians of 3); 2^27 is two chunks of 128 rows.
+# Huge chunks hold at most half the channels: at N = 256K (n_fft 2^19) 2^27 points would be
+# one call of all 256 rows, whose peak was 3.2 GB against 2.2 GB in two chunks of 128 rows
+# and fla's 3.1 GB, for no gain in time (1.30x and 1.21x fla's time, two runs the same day).
 CHUNK_ELEMS_TRAIN = 1 << 21
 CHUNK_ELEMS_INFER = 1 << 22
 LEAN_MAX_FFT = 1 << (17 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 15)
@@ -94,7 +103,7 @@ def channel_chunks(x_t: torch.Tensor, n_fft: int, training: bool) -> list[slice]
     elif n_fft <= LEAN_MAX_FFT:
         size = max(_pow2_floor(d_model * seq_len // (INFER_CHUNK_SHARE * n_fft)), MIN_LEAN_ROWS)
     else:
-        size = max(CHUNK_ELEMS_HUGE // (n_rows * (n_fft // 2 + 1)), MIN_CHUNK_ROWS)
+        size = max(min(CHUNK_ELEMS_HUGE // (n_rows * (n_fft // 2 + 1)), -(-d_model // 2)), MIN_CHUNK_ROWS)
     return [slice(c, min(c + size, d_model)) for c in range(0, d_model, size)]
 
 
@@ -115,8 +124,8 @@ def wrapped_fft_len(seq_len: int, n_taps: int) -> tuple[int, int] | None:
 
 def conv_plan(seq_len: int, n_taps: int, causal: bool, cached: bool) -> tuple[int, int, int]:
     """``(n_fft, start, wrap)`` of a convolution: the wrap-corrected power of two where it
-    applies (causal, no cached spectrum), else zero padding to ``fft_conv_len``."""
+    applies (causal, no cached spectrum), else :func:`fft_conv_len`."""
     plan = wrapped_fft_len(seq_len, n_taps) if causal and not cached else None
     if plan is not None:
         return plan[0], 0, plan[1]
-    return fft_conv_len(seq_len, n_taps), 0 if causal else (n_taps - 1) // 2, 0
+    return fft_conv_len(seq_len, n_taps, causal), 0 if causal else (n_taps - 1) // 2, 0

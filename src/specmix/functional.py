@@ -10,9 +10,10 @@ A kernel ``k`` of shape ``(D, L)`` holds ``L`` taps per channel.
 * bidirectional (centred): with ``c = (L - 1) // 2`` tap ``s`` is lag ``s - c``:
   ``y[t] = sum_s k[s] * x[t - s + c]`` (taps ``s < c`` look ahead, ``s > c`` look back).
 
-Both are *linear* convolutions: ``x`` and ``k`` are zero-padded to a fast length
-``n_fft >= N + L - 1`` before the FFT and the result is cropped, so nothing wraps
-around (no circular leak of the future into the past).
+Both are *linear* convolutions: ``x`` and ``k`` are zero-padded to a fast length before
+the FFT and the result is cropped. Causal: ``n_fft >= N + L - 1``, so nothing wraps around
+(no circular leak of the future into the past). Centred: ``n_fft >= max(L, N + L - 1 - c)``;
+what wraps then lands only on cropped outputs (:func:`fft_plan.fft_conv_len`).
 
 FFTs always run in float32 or float64: half-precision inputs (e.g. under autocast)
 are promoted for the FFT and the result is cast back to the input dtype.
@@ -290,7 +291,7 @@ def fft_conv_cf(x_t: torch.Tensor, k: torch.Tensor, *, causal: bool = True,
     """Channels-first :func:`fft_conv`: ``x_t`` is ``(..., D, N)``, the result ``(..., D, N)``.
 
     The FFTs then run on contiguous rows, with no transpose. ``k_f`` may pass a cached
-    ``rfft(k, n=fft_conv_len(N, L))`` (only when ``k`` needs no gradient).
+    ``rfft(k, n=fft_conv_len(N, L, causal))`` (only when ``k`` needs no gradient).
     """
     _check_conv_args(x_t, k, channels_first=True)
     dtype = _compute_dtype(x_t, k)
@@ -300,6 +301,9 @@ def fft_conv_cf(x_t: torch.Tensor, k: torch.Tensor, *, causal: bool = True,
         y = traced_fft_conv_cf(x_t, k, causal)                             # (..., D, N)
         return y if y.dtype == in_dtype else y.to(in_dtype)
     n_fft, start, wrap = conv_plan(x_t.shape[-1], k.shape[-1], causal, k_f is not None)
+    if k_f is not None and tuple(k_f.shape) != (k.shape[0], n_fft // 2 + 1):
+        raise ValueError(f"fft_conv: k_f must be rfft(k, n=fft_conv_len(N, L, causal)) of shape "
+                         f"{(k.shape[0], n_fft // 2 + 1)}, got {tuple(k_f.shape)}")
     if torch.is_grad_enabled() and (x_t.requires_grad or k.requires_grad):
         y = _FFTConv.apply(x_t, k, k_f, n_fft, start, wrap, None)         # (..., D, N)
     else:                           # no graph: the forward alone (Function.apply's ~60 us saved)
