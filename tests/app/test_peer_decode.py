@@ -13,7 +13,8 @@ from specmix.validation import UsageError  # noqa: E402
 
 @pytest.mark.parametrize("kind, batch", [("hf-gpt2", 2), ("hf-mamba", 2), ("hf-rwkv", 1)])
 def test_cached_steps_equal_the_full_forward(kind, batch):
-    model = PeerDecoder(kind, d_model=16, n_layers=2, n_heads=2, context=24, device="cpu")
+    cfg = PeerConfig(family=kind.removeprefix("hf-"), vocab_size=65, d_model=16, n_layers=2, n_heads=2, context=24)
+    model = PeerDecoder(cfg, device="cpu")
     idx = torch.randint(0, 65, (batch, 9), generator=torch.Generator().manual_seed(0))
     logits, states = model.prefill(idx[:, :6])
     stepped = [logits]
@@ -74,7 +75,8 @@ def test_rwkv_decodes_one_sequence_at_a_time():
     if it is fixed, the refusal can go)."""
     with pytest.raises(UsageError, match="--batch 1"):
         DecodeBenchConfig(mixers=("spectral-gated", "hf-rwkv"), batch=(1, 2))
-    model = PeerDecoder("hf-rwkv", d_model=16, n_layers=2, n_heads=2, context=24, device="cpu")
+    model = PeerDecoder(PeerConfig(family="rwkv", vocab_size=65, d_model=16, n_layers=2, n_heads=2, context=24),
+                        device="cpu")
     idx = torch.randint(0, 65, (2, 5), generator=torch.Generator().manual_seed(0))
     _, states = model.prefill(idx[:, :4])
     with torch.no_grad():

@@ -103,16 +103,15 @@ def _row(kind: str, prompt: int, batch: int, model, prefill_s: float, steps_s: l
 
 def _models(cfg: DecodeBenchConfig, context: int, device: torch.device) -> dict:
     """One untrained model per kind; a transformers peer (``hf-*``) shaped to match the first
-    kind's parameter count (:func:`~specmix.app.bench.peer_decode.matched_shape`)."""
-    from .peer_decode import PEER_KINDS, PeerDecoder, matched_shape
+    kind's parameter count (:func:`~specmix.app.bench.peer_decode.matched_config`)."""
+    from .peer_decode import PEER_KINDS, PeerDecoder, matched_config
     models = {}
     for kind in cfg.mixers:
         if kind in PEER_KINDS:
-            first = models[cfg.mixers[0]].num_params()
-            depth, d_ff = matched_shape(kind.removeprefix("hf-"), first, d_model=cfg.d_model, n_heads=cfg.n_heads,
-                                        context=context)
-            models[kind] = PeerDecoder(kind, d_model=cfg.d_model, n_layers=depth, n_heads=cfg.n_heads,
-                                       context=context, device=device, d_ff=d_ff)
+            first = models[cfg.mixers[0]]
+            config = matched_config(kind, first.num_params(), vocab_size=first.config.vocab_size, d_model=cfg.d_model, n_heads=cfg.n_heads,
+                                    context=context)
+            models[kind] = PeerDecoder(config, device=device)
         else:
             models[kind] = untrained_lm(kind, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
                                         context=context, device=str(device), filter=cfg.filter).eval()

@@ -31,15 +31,17 @@ from ...validation import UsageError, check_fields
 from ..tables import markdown_table
 from .harness import MALLOC_TUNE, cpu_label, environment, fresh_process_pool, synchronizer, timed
 from .harness import peak_memory_mb
-from .ops import GATED_CEILING, OpSpec, make_lm_op, make_torch_op
+from .ops import GATED_CEILING, TORCH_OPS, OpSpec, make_lm_op, make_torch_op
 from .encoders import ENCODER_KINDS
 from .peer_decode import PEER_KINDS, peer_versions
-from .peers import PEER_OPS, SPECMIX_PEER_OPS, fla_version
+from .peers import PEER_OPS, fla_version
 
 
-TORCH_OPS = ("sdpa", "local", "spectral", "fft-floor", "sdpa-layer", "spectral-layer", *SPECMIX_PEER_OPS, *PEER_OPS)
-LM_OPS = ("attention", "spectral", "spectral-gated", GATED_CEILING, *PEER_KINDS, *ENCODER_KINDS)
-Op = Literal[tuple(dict.fromkeys(TORCH_OPS + LM_OPS))]      # either backend's; checked per backend
+# bench's torch ops but its naive attention (the quadratic reference, not a contender), and
+# whole-model kinds: specmix's LMs, the gated stack's ceiling, transformers' LMs and encoders
+PAIR_TORCH_OPS = tuple(op for op in TORCH_OPS if op != "naive")
+PAIR_LM_OPS = ("attention", "spectral", "spectral-gated", GATED_CEILING, *PEER_KINDS, *ENCODER_KINDS)
+Op = Literal[tuple(dict.fromkeys(PAIR_TORCH_OPS + PAIR_LM_OPS))]   # either backend's; checked per backend
 DEFAULT_WIDTH = {"torch": 256, "lm": 128}                   # d_model when --d-model is not given
 
 
@@ -48,7 +50,7 @@ class PairBenchConfig:
     backend: Literal["torch", "lm"] = field(default="torch", metadata={
         "help": "torch: one op (d_model 256 by default); lm: a whole LM's training step (d_model 128)"})
     op: Op = field(default="spectral", metadata={
-        "help": f"side A: a torch op {TORCH_OPS} or, --backend lm, a mixer kind {LM_OPS[:3]}, "
+        "help": f"side A: a torch op {PAIR_TORCH_OPS} or, --backend lm, a mixer kind {PAIR_LM_OPS[:3]}, "
                 f"{GATED_CEILING} (the gated stack with nothing mixed along N: its ceiling) or a transformers "
                 f"LM {PEER_KINDS} shaped to match the spectral-gated LM's parameters, or a bidirectional "
                 f"masked-LM encoder {ENCODER_KINDS} (swapped BERT, BERT, FNet; same width and depth)"})
@@ -74,7 +76,7 @@ class PairBenchConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, minimum={"d_model": 1, "rounds": 1, "n_layers": 1, "calls": 1, "batch": 1})
-        choices = LM_OPS if self.backend == "lm" else TORCH_OPS
+        choices = PAIR_LM_OPS if self.backend == "lm" else PAIR_TORCH_OPS
         for name in ("op", "against"):
             if getattr(self, name) not in (*choices, None):
                 raise UsageError(f"--{name}: --backend {self.backend} takes one of {choices}, "

@@ -3,10 +3,9 @@ timed beside specmix's: kinds ``hf-gpt2`` (SDPA, a DynamicCache of keys and valu
 ``hf-mamba`` (convolution and SSM states) and ``hf-rwkv`` (its five per-layer state tensors).
 
 :class:`PeerDecoder` builds the untrained model from a :class:`~specmix.app.peer_lm.PeerConfig`
-(65 tokens, like :func:`~specmix.app.bench.ops.untrained_lm`) and runs it as a user would:
-one forward over the prompt with ``use_cache=True``, then one forward per new token with the
-returned cache. Its depth is chosen so that its parameters match a specmix LM's (nearest
-count): the families' blocks differ in size.
+and runs it as a user would: one forward over the prompt with ``use_cache=True``, then one
+forward per new token with the returned cache. :func:`matched_config` shapes a peer so that
+its parameters match a specmix LM's (depth, then MLP width): the families' blocks differ in size.
 """
 from __future__ import annotations
 
@@ -14,7 +13,8 @@ import torch
 
 from ..peer_lm import PeerConfig, PeerLM
 
-__all__ = ["PEER_KINDS", "PeerDecoder", "matched_depth", "matched_shape", "peer_like", "peer_versions"]
+__all__ = ["PEER_KINDS", "PeerDecoder", "matched_config", "matched_depth", "matched_shape", "peer_like",
+           "peer_versions"]
 
 PEER_KINDS = ("hf-gpt2", "hf-mamba", "hf-rwkv")
 
@@ -70,17 +70,24 @@ def matched_shape(family: str, target_params: int, *, d_model: int, n_heads: int
     return depth, max(1, round(4 * d_model + (target_params - default) / per_unit))
 
 
-def peer_like(kind: str, lm, device="cpu") -> PeerLM:
-    """An untrained transformers LM of ``kind`` (``hf-gpt2`` ...) with ``lm``'s width, heads and
-    context, shaped to match ``lm``'s parameter count (:func:`matched_shape`; for timing its
-    training step)."""
-    c = lm.config
+def matched_config(kind: str, target_params: int, *, vocab_size: int, d_model: int, n_heads: int,
+                   context: int) -> PeerConfig:
+    """The config of a transformers peer of ``kind`` (``hf-gpt2`` ...) at width ``d_model``, shaped
+    to match ``target_params`` (:func:`matched_shape`): what bench-pairs and bench-decode build."""
     family = kind.removeprefix("hf-")
-    depth, d_ff = matched_shape(family, sum(p.numel() for p in lm.parameters()), d_model=c.d_model,
-                                n_heads=c.n_heads, context=c.context)
+    depth, d_ff = matched_shape(family, target_params, d_model=d_model, n_heads=n_heads, context=context)
+    return PeerConfig(family=family, vocab_size=vocab_size, d_model=d_model, n_layers=depth, n_heads=n_heads,
+                      context=context, d_ff=d_ff)
+
+
+def peer_like(kind: str, lm, device="cpu") -> PeerLM:
+    """An untrained transformers LM of ``kind`` with ``lm``'s vocabulary, width, heads and context,
+    matched to ``lm``'s parameter count (:func:`matched_config`; for timing its training step)."""
+    c = lm.config
+    config = matched_config(kind, sum(p.numel() for p in lm.parameters()), vocab_size=c.vocab_size,
+                            d_model=c.d_model, n_heads=c.n_heads, context=c.context)
     torch.manual_seed(0)
-    return PeerLM(PeerConfig(family=family, vocab_size=c.vocab_size, d_model=c.d_model, n_layers=depth,
-                             n_heads=c.n_heads, context=c.context, d_ff=d_ff)).to(device)
+    return PeerLM(config).to(device)
 
 
 class _PeerState:
@@ -120,16 +127,11 @@ class PeerDecoder:
     """``prefill(idx (B, P)) -> (logits (B, V), states)``, ``step(token (B,), pos, states) ->
     logits (B, V)`` of an untrained transformers LM (see the module docstring)."""
 
-    def __init__(self, kind: str, *, d_model: int, n_layers: int, n_heads: int, context: int, device,
-                 d_ff: int | None = None):
-        if kind not in PEER_KINDS:
-            raise ValueError(f"PeerDecoder: kind must be one of {PEER_KINDS}, got {kind!r}")
+    def __init__(self, config: PeerConfig, device):
         torch.manual_seed(0)
-        self.family = kind.removeprefix("hf-")
-        cfg = PeerConfig(family=self.family, vocab_size=65, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
-                         context=context, d_ff=d_ff)
-        self.lm = PeerLM(cfg).to(device).eval()
-        self.config = cfg
+        self.family = config.family
+        self.lm = PeerLM(config).to(device).eval()
+        self.config = config
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.lm.parameters())
