@@ -109,8 +109,8 @@ def _models(cfg: DecodeBenchConfig, context: int, device: torch.device) -> dict:
     for kind in cfg.mixers:
         if kind in PEER_KINDS:
             first = models[cfg.mixers[0]]
-            config = matched_config(kind, first.num_params(), vocab_size=first.config.vocab_size, d_model=cfg.d_model, n_heads=cfg.n_heads,
-                                    context=context)
+            config = matched_config(kind, first.num_params(), vocab_size=first.config.vocab_size,
+                                    d_model=cfg.d_model, n_heads=cfg.n_heads, context=context)
             models[kind] = PeerDecoder(config, device=device)
         else:
             models[kind] = untrained_lm(kind, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
