@@ -5,7 +5,7 @@ A causal implicit kernel is ``k[c, t] = (W h_t + b)[c] * E[c, t]``, ``E[c, t] = 
 (``g`` the log gain, ``r`` the rate, ``h_t`` the MLP's last hidden features at lag ``t``). Built
 from autograd's pieces, it writes and keeps two ``(D, L)`` tensors (the shape ``W h + b`` and
 ``E``) and its backward makes a few more: at D = 256, L = 64K its forward and backward took
-271 ms that way against 124 ms here (2 cores). Here:
+271 ms that way against 124 ms here (a development measurement, 2 cores). Here:
 
 - ``E`` is never built: it is the product of two small tables, ``exp(g - r s)`` per block start
   ``s`` and ``exp(-r j)`` per offset ``j`` in a block (``t = s + j``), applied in place.
