@@ -25,7 +25,7 @@ import math
 
 import torch
 
-__all__ = ["ENVELOPE_BLOCK", "envelope_tables", "times_envelope", "blocked_envelope", "enveloped_taps"]
+__all__ = ["ENVELOPE_BLOCK", "envelope_tables", "times_envelope", "mirrored_envelope", "enveloped_taps"]
 
 # lags per row of the envelope tables
 ENVELOPE_BLOCK = 128
@@ -61,10 +61,15 @@ def times_envelope(t: torch.Tensor, by_block: torch.Tensor, by_offset: torch.Ten
     return out
 
 
-def blocked_envelope(by_block: torch.Tensor, by_offset: torch.Tensor, count: int) -> torch.Tensor:
-    """``E`` itself, ``(D, count)``, from its tables (differentiable; for bidirectional kernels)."""
-    envelope = by_block[:, :, None] * by_offset[:, None, :]           # (D, n_blocks, B)
-    return envelope.flatten(1)[:, :count]                             # (D, L)
+def mirrored_envelope(rate: torch.Tensor, log_gain: torch.Tensor, first: int, count: int) -> torch.Tensor:
+    """``E`` at ``|t|`` for lags ``t = first .. first + count - 1`` (a bidirectional kernel's,
+    ``first < 0``), ``(D, count)``, differentiable: the tables of lags ``0 .. max |t|``
+    multiplied out once and read back at each ``|t|``."""
+    span = max(-first, first + count - 1) + 1                           # distances 0 .. max |t|
+    by_block, by_offset = envelope_tables(rate, log_gain, 0, span)
+    by_distance = (by_block[:, :, None] * by_offset[:, None, :]).flatten(1)   # (D, n_blocks B)
+    distance = torch.arange(first, first + count, device=rate.device).abs()   # (L,)
+    return by_distance.index_select(1, distance)                        # (D, L)
 
 
 class _EnvelopedTaps(torch.autograd.Function):

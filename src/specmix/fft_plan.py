@@ -73,8 +73,9 @@ def fft_conv_len(seq_len: int, n_taps: int, causal: bool = True) -> int:
 # 1.12x, so the cut is n_fft = 2^17 (2 cores, D = 256, alternating in one process).
 # Lean chunks hold at least MIN_LEAN_ROWS rows: an eighth of the output gave 4-row chunks to
 # bidirectional kernels (transformed at n_fft ~ 3N then, 2N now), which ran 4.5x slower than
-# 32 rows (N = 16K, D = 128, cached spectrum: 57 vs 16 ms; one call 13 ms); causal N = 16K and 32K at D = 256 ran 16-row
-# chunks in 35 and 79 ms, 32-row ones in 26 and 61 ms (AVX-512, 2 cores, medians of 9).
+# 32 rows (N = 16K, D = 128, cached spectrum: 57 vs 16 ms; one call 13 ms); causal N = 16K and
+# 32K at D = 256 ran 16-row chunks in 35 and 79 ms, 32-row ones in 26 and 61 ms (AVX-512,
+# 2 cores, medians of 9).
 # Huge chunks: at N = 1M, D = 256, n_fft = 2^21, chunks of 2^25, 2^26, 2^27, 2^28 complex
 # points took 10.3, 9.5, 9.1, 8.8 s (same host, medians of 3); 2^27 is two chunks of 128 rows.
 # Huge chunks hold at most half the channels: at N = 256K (n_fft 2^19) 2^27 points would be

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from .envelope import blocked_envelope, enveloped_taps, envelope_tables
+from .envelope import enveloped_taps, mirrored_envelope
 from .functional import fft_conv_len, fft_conv_rows_cf, next_fast_len
 from .traceable import tracing
 
@@ -247,11 +247,7 @@ class ImplicitFilter(_KernelFilter):
         shape = torch.addmm(last.bias[:, None], last.weight, hidden.t())  # (D, L)
         if tracing():                        # compile / export: the formula as it is written
             return shape * torch.exp(torch.addcmul(log_gain, rate, lags.abs()[None, :], value=-1))
-        # bidirectional: the envelope depends on |t| only, read back from the causal one's
-        last_lag = first + count - 1
-        by_distance = blocked_envelope(*envelope_tables(rate, log_gain, 0, max(-first, last_lag) + 1),
-                                       max(-first, last_lag) + 1)       # (D, max|t| + 1)
-        return shape * by_distance.index_select(1, lags.abs().long())    # (D, L)
+        return shape * mirrored_envelope(rate, log_gain, first, count)   # bidirectional: E at |t|
 
     def _log_rate_gain(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(rate, log_gain)``, each ``(D, 1)``: the unit-energy envelope is
